@@ -1,0 +1,18 @@
+"""Registries of the ``mmslak`` scope.
+
+Each registry is a child of the matching mmengine root registry, so configs of mmdet, mmseg or
+mmpretrain reach the modules of this package as ``type='mmslak.<Name>'`` once ``mmslak`` is imported
+(``custom_imports=dict(imports=['mmslak'])``), and ``locations`` let mmengine import them lazily.
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmslak', locations=['mmslak.models'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope='mmslak',
+    locations=['mmslak.engine.optimizers'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmslak', locations=['mmslak.engine.hooks'])

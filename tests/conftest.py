@@ -1,0 +1,25 @@
+import os.path as osp
+
+import pytest
+import torch
+
+DATA = osp.join(osp.dirname(__file__), 'data')
+OFFICIAL_CKPT = osp.join(DATA, 'slak_official_in1k_format.pth')
+OFFICIAL_REF = osp.join(DATA, 'slak_official_in1k_format_ref.pt')
+
+
+@pytest.fixture(scope='session')
+def official_reference():
+    """Config, input and outputs the official implementation computed for the fixture weights."""
+    return torch.load(OFFICIAL_REF, weights_only=True)
+
+
+@pytest.fixture
+def fixture_arch():
+    """Backbone arguments of the fixture checkpoint's architecture."""
+    return dict(
+        type='mmslak.SLaK',
+        arch=dict(depths=[1, 1, 2, 1], dims=[16, 32, 64, 128]),
+        kernel_size=[51, 49, 47, 13, 5],
+        width_factor=1.3,
+        decompose=True)

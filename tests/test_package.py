@@ -1,0 +1,98 @@
+"""The plugin imports, owns its registry scope, and makes Runner checkpoints load under torch 2.13."""
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from mmengine.registry import HOOKS as ROOT_HOOKS
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.runner import Runner, load_checkpoint
+
+import mmslak
+from mmslak.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+
+def test_version():
+    assert mmslak.__version__ == '0.1.0'
+
+
+def test_scope_is_a_child_of_the_root_registries():
+    for registry, root in ((MODELS, ROOT_MODELS), (HOOKS, ROOT_HOOKS)):
+        assert registry.scope == 'mmslak' and registry.parent is root
+        assert root.children['mmslak'] is registry
+    assert OPTIM_WRAPPER_CONSTRUCTORS.get('LearningRateDecayOptimizerConstructor') is not None
+
+
+@pytest.mark.parametrize('scope', ['mmseg', 'mmdet'])
+def test_downstream_registries_reach_the_backbone(scope):
+    registry = {'mmseg': 'mmseg.registry', 'mmdet': 'mmdet.registry'}[scope]
+    downstream_models = __import__(registry, fromlist=['MODELS']).MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        backbone = downstream_models.build(dict(type='mmslak.SLaK', arch=dict(
+            depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]), kernel_size=[7, 7, 7, 7, 3]))
+    assert type(backbone).__name__ == 'SLaK'
+
+
+class Toy(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.linear(inputs)
+        return dict(loss=(out - labels).square().mean()) if mode == 'loss' else out
+
+
+def toy_runner(work_dir, max_epochs, resume=False):
+    torch.manual_seed(0)
+    data = [dict(inputs=torch.randn(2), labels=torch.randn(1)) for _ in range(8)]
+    return Runner(
+        model=Toy(), work_dir=str(work_dir), resume=resume,
+        train_dataloader=dict(dataset=data, batch_size=2, sampler=dict(type='DefaultSampler'),
+                              collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[1], end=10),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)))
+
+
+def test_runner_checkpoint_loads_and_resumes(tmp_path):
+    first = toy_runner(tmp_path, max_epochs=1)
+    first.train()
+    checkpoint = tmp_path / 'epoch_1.pth'
+    # without `import mmslak`, torch refuses the message hub's HistoryBuffer and numpy values
+    plain_load = subprocess.run(
+        [sys.executable, '-c', f'import torch; torch.load({str(checkpoint)!r}, weights_only=True)'],
+        capture_output=True, text=True)
+    assert plain_load.returncode != 0 and 'Weights only load failed' in plain_load.stderr
+    loaded = torch.load(checkpoint, weights_only=True)
+    assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    model = Toy()
+    load_checkpoint(model, str(checkpoint))
+    torch.testing.assert_close(model.linear.weight, first.model.linear.weight)
+
+    second = toy_runner(tmp_path, max_epochs=2, resume=True)
+    second.train()
+    assert second.train_loop.iter == 8 and second.epoch == 2
+    log_scalars = second.message_hub.log_scalars
+    assert len(log_scalars['train/loss'].data[0]) == 8  # history carried over from epoch 1
+    assert second.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.001)
+
+
+class Evil:
+
+    def __reduce__(self):
+        return getattr, (torch.Tensor, 'to')
+
+
+def test_getattr_is_allowed_only_for_history_buffer_methods(tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': Evil()}, path)
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(path, weights_only=True)
