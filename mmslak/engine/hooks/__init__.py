@@ -1,0 +1,3 @@
+from .sparse_mask_hook import SparseMaskHook
+
+__all__ = ['SparseMaskHook']

@@ -1,0 +1,3 @@
+from .slak import SLaK
+
+__all__ = ['SLaK']
