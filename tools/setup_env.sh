@@ -18,7 +18,7 @@ fingerprint() { cat "$0" "$ROOT/setup.cfg" | sha256sum | cut -d' ' -f1; }
 
 check_imports() {
   "$PY" - <<'PY'
-import mmcv, mmcv.ops, mmdet, mmengine, mmseg, torch, mmslak
+import mmcv, mmcv.ops, mmdet, mmengine, mmseg, pkg_resources, torch, mmslak
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
 assert torch.__version__.startswith('2.13.0'), torch.__version__
 PY
@@ -49,6 +49,8 @@ step "build mmcv==2.1.0 with its compiled ops (first time: several minutes)"
 # Newer setuptools (pulled in by dependencies) drops pkg_resources, which mmcv's setup.py needs.
 "$PY" -m pip install -q 'setuptools<70'
 MMCV_WITH_OPS=1 "$PY" -m pip install --no-build-isolation 'mmcv==2.1.0'
+# At run time torch 2.13 needs setuptools>=77.0.3 and mmengine still imports pkg_resources (<81).
+"$PY" -m pip install -q 'setuptools>=77.0.3,<81'
 
 step "install mmdet==3.3.0, mmsegmentation==1.2.2, pycocotools"
 "$PY" -m pip install -q 'mmdet==3.3.0' 'mmsegmentation==1.2.2' pycocotools
