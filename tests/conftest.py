@@ -1,7 +1,9 @@
+import logging
 import os.path as osp
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 DATA = osp.join(osp.dirname(__file__), 'data')
 OFFICIAL_CKPT = osp.join(DATA, 'slak_official_in1k_format.pth')
@@ -23,3 +25,27 @@ def fixture_arch():
         kernel_size=[51, 49, 47, 13, 5],
         width_factor=1.3,
         decompose=True)
+
+
+class _Collector(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    @property
+    def text(self):
+        return '\n'.join(self.messages)
+
+
+@pytest.fixture
+def mmlogs():
+    """Messages logged through mmengine's current logger during the test."""
+    logger = MMLogger.get_current_instance()
+    collector = _Collector()
+    logger.addHandler(collector)
+    yield collector
+    logger.removeHandler(collector)

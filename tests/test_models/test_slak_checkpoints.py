@@ -155,3 +155,13 @@ def test_official_file_needs_the_namespace_allowance():
     """The allowance for argparse.Namespace is scoped to SLaK loading, not global."""
     with pytest.raises(Exception, match='Namespace'):
         torch.load(OFFICIAL_CKPT, weights_only=True)
+
+
+def test_pretrained_without_checkpoint_trains_from_scratch_and_says_so(fixture_arch, mmlogs):
+    """The recipes ship ``Pretrained`` with ``checkpoint=None`` for the user to fill in."""
+    model = MODELS.build(dict(fixture_arch, init_cfg=dict(type='Pretrained', checkpoint=None)))
+    model.init_weights()
+    assert 'trained from scratch' in mmlogs.text
+    linear = model.stages[2][0].pwconv1
+    assert abs(linear.weight.std().item() - 0.02) < 0.002  # trunc_normal(std=.02) as official
+    assert not linear.bias.any()

@@ -1,3 +1,5 @@
+import logging
+
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
@@ -222,9 +224,16 @@ class SLaK(BaseModule):
         """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise as the official code."""
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            load_slak_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix', ''))
-            self._is_init = True
-            return
+            if init_cfg.get('checkpoint') is not None:
+                load_slak_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix', ''))
+                self._is_init = True
+                return
+            # The recipes leave the checkpoint for the user to set; say loudly that none is used.
+            print_log('SLaK: init_cfg Pretrained has checkpoint=None, so the backbone is trained '
+                      'from scratch; set it with --cfg-options '
+                      'model.backbone.init_cfg.checkpoint=PATH', logger='current',
+                      level=logging.WARNING)
+            self.init_cfg = None
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 trunc_normal_init(module, std=.02, bias=0.)
