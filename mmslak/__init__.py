@@ -1,4 +1,7 @@
-"""mmslak: SLaK backbones for the OpenMMLab 2.0 stack (``custom_imports=dict(imports=['mmslak'])``)."""
+"""mmslak: SLaK backbones for the OpenMMLab 2.0 stack.
+
+Configs load it with ``custom_imports=dict(imports=['mmslak'])``.
+"""
 from .utils import allow_runner_checkpoints
 from .version import __version__
 

@@ -1,4 +1,4 @@
-"""The plugin imports, owns its registry scope, and makes Runner checkpoints load under torch 2.13."""
+"""The plugin imports, owns its registry scope, and lets Runner checkpoints load (torch 2.13)."""
 import pickle
 import subprocess
 import sys

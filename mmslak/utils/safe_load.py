@@ -2,10 +2,11 @@
 
 Since torch 2.6, ``torch.load`` unpickles only allow-listed globals. Two kinds of files need more:
 
-* checkpoints written by mmengine's ``Runner`` hold numpy arrays and scalars and the message hub's
-  ``HistoryBuffer``, which pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``.
-  :func:`allow_runner_checkpoints` (called by ``import mmslak``) allow-lists exactly these, and binds
-  ``builtins.getattr`` to a stand-in that resolves nothing but those statistics methods;
+* checkpoints written by mmengine's ``Runner`` hold numpy arrays and scalars and the message
+  hub's ``HistoryBuffer``, which pickles its statistics methods as
+  ``getattr(HistoryBuffer, 'min')``. :func:`allow_runner_checkpoints` (called by
+  ``import mmslak``) allow-lists exactly these, and binds ``builtins.getattr`` to a stand-in that
+  resolves nothing but those statistics methods;
 * official SLaK files carry the training ``argparse.Namespace``: :func:`load_official_checkpoint`
   allows it for the duration of that one load only.
 """

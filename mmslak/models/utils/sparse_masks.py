@@ -14,7 +14,8 @@ def add_weight_masks(module):
     for submodule in module.modules():
         weight = submodule._parameters.get('weight')
         if weight is not None and weight.dim() in (2, 4):
-            submodule.register_buffer('weight' + MASK_SUFFIX, torch.ones_like(weight, dtype=torch.bool))
+            submodule.register_buffer('weight' + MASK_SUFFIX,
+                                      torch.ones_like(weight, dtype=torch.bool))
 
 
 def iter_masked_weights(module):
