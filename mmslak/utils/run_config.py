@@ -17,8 +17,8 @@ def task_of(cfg):
     """
     scope = cfg.get('default_scope')
     if scope not in TASKS:
-        raise ValueError(f"Config has default_scope={scope!r}; mmslak tools run mmseg "
-                         "(segmentation) and mmdet (detection) configs")
+        raise ValueError(f'The config is neither an mmseg nor an mmdet config (its default_scope '
+                         f'is {scope!r}); set default_scope to one of {sorted(TASKS)}')
     return TASKS[scope]
 
 
@@ -39,7 +39,7 @@ def add_common_args(parser):
 def load_config(args):
     """Read the config and apply ``--cfg-options``, ``--launcher`` and ``--work-dir``."""
     if not osp.isfile(args.config):
-        raise FileNotFoundError(f'Config file {args.config} does not exist')
+        raise FileNotFoundError(f'Config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

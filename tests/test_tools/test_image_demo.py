@@ -1,0 +1,45 @@
+"""demo/image_demo.py: segmentation and detection through the upstream inferencers."""
+import mmcv
+import pytest
+
+from .conftest import DET_CONFIG, SEG_CONFIG, load_tool
+
+
+@pytest.fixture(scope='module')
+def demo():
+    return load_tool('demo/image_demo.py')
+
+
+@pytest.fixture
+def image(image_dir):
+    return f'{image_dir}/0.png'
+
+
+@pytest.mark.parametrize('config,task', [(SEG_CONFIG, 'segmentation'), (DET_CONFIG, 'detection')])
+def test_writes_the_drawn_result(demo, image, config, task, tmp_path, capsys):
+    out_file = tmp_path / 'result.png'
+    demo.main([image, config, '--out-file', str(out_file)])
+    assert f'{task} with' in capsys.readouterr().out
+    assert mmcv.imread(str(out_file)).shape == (80, 96, 3)
+
+
+def test_with_a_checkpoint(demo, image, seg_checkpoint, tmp_path):
+    out_file = tmp_path / 'result.png'
+    demo.main([image, SEG_CONFIG, seg_checkpoint[0], '--out-file', str(out_file)])
+    assert mmcv.imread(str(out_file)).shape == (80, 96, 3)
+
+
+def test_errors(demo, image, tmp_path, classifier_config):
+    out = ['--out-file', str(tmp_path / 'r.png')]
+    with pytest.raises(FileNotFoundError, match='Image not found'):
+        demo.main([str(tmp_path / 'none.png'), SEG_CONFIG, *out])
+    with pytest.raises(FileNotFoundError, match='Checkpoint not found'):
+        demo.main([image, SEG_CONFIG, str(tmp_path / 'none.pth'), *out])
+    with pytest.raises(ValueError, match='neither an mmseg nor an mmdet'):
+        demo.main([image, classifier_config, *out])
+
+
+def test_help(demo, capsys):
+    with pytest.raises(SystemExit):
+        demo.main(['--help'])
+    assert 'inferencer' in capsys.readouterr().out
