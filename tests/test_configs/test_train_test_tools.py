@@ -86,3 +86,13 @@ def test_upstream_train_tool_runs_a_demo_config(package, dataset, tiny_root):
                  '--cfg-options', *SHORT[dataset], *SINGLE_PROCESS, cwd=tiny_root)
     assert osp.isfile(osp.join(work_dir, CHECKPOINT[dataset]))
     assert METRICS[dataset][0].split('/')[-1] in output
+
+
+def test_a_new_task_inherits_a_recipe(tiny_root):
+    """A user config re-bases the demo UperNet on a generic dataset and trains unchanged."""
+    work_dir = str(tiny_root / 'work_dirs' / 'rebased')
+    output = run(osp.join(ROOT, 'tools/train.py'),
+                 osp.join(ROOT, 'tests/data/configs/rebased_tiny_segmentation.py'), '--work-dir',
+                 work_dir, '--cfg-options', *SHORT['ade20k'], *SINGLE_PROCESS, cwd=tiny_root)
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    assert 'mIoU' in output and 'plant' in output
