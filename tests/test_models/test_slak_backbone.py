@@ -146,7 +146,9 @@ def test_syncbn_norm_cfg():
 
 
 def test_deploy_switch_is_exact_on_random_bn():
-    model = build().eval()
+    # the plain path: the CPU fast path folds BNs on the fly at inference, which would make the
+    # training form and the deploy form the same computation
+    model = build(fast_path=False, layer_scale_init_value=1.).eval()
     for name, buffer in model.named_buffers():
         if name.endswith('running_var'):
             buffer.uniform_(0.5, 2.0)
@@ -160,3 +162,19 @@ def test_deploy_switch_is_exact_on_random_bn():
     for a, b in zip(before, after):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
     assert MODELS.build(dict(TINY, deploy=True)).state_dict().keys() == model.state_dict().keys()
+
+
+def test_broken_fusion_would_be_caught(monkeypatch):
+    """The deploy check compares against unfused BNs: a fusion that drops BN is visible."""
+    from mmslak.models.layers import DepthwiseConvBN
+    monkeypatch.setattr(DepthwiseConvBN, 'fuse',
+                        lambda self: (self.conv.weight.clone(), torch.zeros_like(self.bn.bias)))
+    model = build(fast_path=False, layer_scale_init_value=1.).eval()
+    for name, buffer in model.named_buffers():
+        if name.endswith('running_var'):
+            buffer.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)[-1]
+        model.switch_to_deploy()
+        assert (model(x)[-1] - before).abs().max() > 1e-3

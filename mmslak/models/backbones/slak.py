@@ -1,5 +1,6 @@
 import logging
 
+import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
@@ -18,12 +19,19 @@ MIN_INPUT_SIZE = 32
 
 def _take_alias(name, value, default, **aliases):
     """Return the value of ``name`` or of its one official alias, refusing a double setting."""
-    given = {alias: alias_value for alias, alias_value in aliases.items() if alias_value is not None}
+    given = {alias: setting for alias, setting in aliases.items() if setting is not None}
     if not given:
         return value
     if len(given) > 1 or value != default:
         raise ValueError(f'SLaK got {name} more than once: as {name} and {sorted(given)}')
     return next(iter(given.values()))
+
+
+def _memory_format(x):
+    """The memory format of a 4-D tensor: channels-last only if that is its layout, not NCHW's."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _fill_missing_masks(module, state_dict, prefix, *args):
@@ -38,9 +46,9 @@ class SLaK(BaseModule):
     Sparsity <https://arxiv.org/abs/2207.03620>`_.
 
     A ConvNeXt whose 7 x 7 depthwise convs are replaced by :class:`LargeKernelConv`: per stage, a
-    ``k x s`` and an ``s x k`` depthwise conv plus an ``s x s`` one, each with BN, on channels widened
-    by ``width_factor``. Each output in ``out_indices`` passes through a channels-first LayerNorm
-    ``norm{i}``, as in the official dense-prediction backbone.
+    ``k x s`` and an ``s x k`` depthwise conv plus an ``s x s`` one, each with BN, on channels
+    widened by ``width_factor``. Each output in ``out_indices`` passes through a channels-first
+    LayerNorm ``norm{i}``, as in the official dense-prediction backbone.
 
     Official argument names are accepted as aliases: ``depths``, ``dims``, ``Decom``, ``LoRA``
     (both meaning ``decompose``), ``in_chans``, ``pretrained`` and ``bn=True``.
@@ -74,6 +82,11 @@ class SLaK(BaseModule):
             ``mmslak.SparseMaskHook`` (or :meth:`apply_sparse_masks`). Defaults to False.
         deploy (bool): Build the fused inference form (see :meth:`switch_to_deploy`).
             Defaults to False.
+        fast_path (bool): Take the fastest exact path for the device: on CPU the blocks run in
+            channels-last layout and, for inference, through fused oneDNN kernels (BNs folded on
+            the fly in the training form); elsewhere the input's layout is kept. Inputs and
+            outputs keep their layout either way. False runs the plain modules in the input's
+            layout. Defaults to True.
         init_cfg (dict | list[dict], optional): Initialisation config. ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads official or mmslak checkpoints strictly.
     """
@@ -99,6 +112,7 @@ class SLaK(BaseModule):
                  norm_cfg=dict(type='BN'),
                  sparse=False,
                  deploy=False,
+                 fast_path=True,
                  init_cfg=None,
                  depths=None,
                  dims=None,
@@ -134,6 +148,7 @@ class SLaK(BaseModule):
         self.with_cp = with_cp
         self.sparse = sparse
         self.deploy = deploy
+        self.fast_path = fast_path
 
         channels = self.channels
         self.downsample_layers = nn.ModuleList([
@@ -162,7 +177,8 @@ class SLaK(BaseModule):
                         drop_path_rate=rates[first + j],
                         layer_scale_init_value=layer_scale_init_value,
                         norm_cfg=norm_cfg,
-                        deploy=deploy) for j in range(depth)
+                        deploy=deploy,
+                        fast_path=fast_path) for j in range(depth)
                 ]))
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(channels[i]))
@@ -221,7 +237,7 @@ class SLaK(BaseModule):
         return sorted(normalised)
 
     def init_weights(self):
-        """Load ``init_cfg``'s Pretrained checkpoint strictly, or initialise as the official code."""
+        """Load the Pretrained checkpoint of ``init_cfg`` strictly, or initialise as officially."""
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             if init_cfg.get('checkpoint') is not None:
@@ -295,6 +311,10 @@ class SLaK(BaseModule):
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
             raise ValueError(f'SLaK needs inputs of at least {MIN_INPUT_SIZE} x {MIN_INPUT_SIZE} '
                              f'pixels, got {tuple(x.shape[-2:])}')
+        out_format = _memory_format(x)
+        if self.fast_path and x.device.type == 'cpu':
+            # oneDNN's depthwise convs and the blocks' NHWC views want channels-last
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = downsample(x)
@@ -304,5 +324,5 @@ class SLaK(BaseModule):
                 else:
                     x = block(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=out_format))
         return tuple(outs)

@@ -2,6 +2,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .depthwise_kernel import depthwise_convs
+from .fused_ops import can_fuse, fused_depthwise_sum
 
 
 class DepthwiseConvBN(nn.Module):
@@ -22,6 +26,12 @@ class DepthwiseConvBN(nn.Module):
 
     def forward(self, x):
         return self.bn(self.conv(x))
+
+    @property
+    def foldable(self):
+        """Whether the norm is a BatchNorm in eval mode with running statistics to fold."""
+        return isinstance(self.bn, _BatchNorm) and not self.bn.training and \
+            self.bn.running_var is not None
 
     def fuse(self):
         """Return the kernel and bias of the equivalent biased convolution (BN in eval form)."""
@@ -58,6 +68,12 @@ class LargeKernelConv(nn.Module):
     small branch is omitted when ``k == s``. :meth:`switch_to_deploy` folds the BNs and merges the
     small branch into ``vertical`` (or ``square``), leaving two (or one) biased convolutions.
 
+    Where the fused CPU kernels apply (inference, see :func:`~.fused_ops.can_fuse`) both forms
+    compute that fused form in one call of :func:`~.fused_ops.fused_depthwise_sum`, the training
+    form folding its eval-mode BNs on the fly. Otherwise (training, or gradients wanted) the
+    training form runs its convolutions through :func:`~.depthwise_kernel.depthwise_convs` on a
+    float32 channels-last CPU input, which differentiates them far faster than oneDNN.
+
     Args:
         channels (int): Number of input and output channels.
         kernel_size (int): The large kernel size ``k`` (odd).
@@ -66,6 +82,8 @@ class LargeKernelConv(nn.Module):
             Defaults to True.
         norm_cfg (dict): Config of the branch normalisation. Defaults to ``dict(type='BN')``.
         deploy (bool): Build the fused inference form directly. Defaults to False.
+        fast_path (bool): Use the fused CPU kernels where they apply; False always runs the
+            plain branches. Defaults to True.
     """
 
     def __init__(self,
@@ -74,15 +92,18 @@ class LargeKernelConv(nn.Module):
                  small_kernel,
                  decompose=True,
                  norm_cfg=dict(type='BN'),
-                 deploy=False):
+                 deploy=False,
+                 fast_path=True):
         super().__init__()
+        self.fast_path = fast_path
         self.channels = channels
         self.kernel_size = kernel_size
         self.small_kernel = small_kernel
         self.decompose = decompose
         self.deploy = deploy
         k, s = kernel_size, small_kernel
-        large_shapes = {'vertical': (k, s), 'horizontal': (s, k)} if decompose else {'square': (k, k)}
+        large_shapes = {'vertical': (k, s), 'horizontal': (s, k)} if decompose else \
+            {'square': (k, k)}
         for name, shape in large_shapes.items():
             branch = _biased_depthwise_conv(
                 torch.zeros(channels, 1, *shape), torch.zeros(channels)) if deploy else \
@@ -96,23 +117,44 @@ class LargeKernelConv(nn.Module):
         return ('vertical', 'horizontal') if self.decompose else ('square', )
 
     def forward(self, x):
-        out = sum(getattr(self, name)(x) for name in self.branch_names)
+        if self.fast_path and self._foldable() and can_fuse(x, self):
+            kernels, biases = zip(*self._fused_kernels())
+            return fused_depthwise_sum(x, kernels, biases)
+        branches = self._branches()
+        convs = None
+        if self.fast_path and not self.deploy and not torch.is_autocast_enabled('cpu'):
+            convs = depthwise_convs(x, [branch.conv.weight for branch in branches])
+        if convs is None:
+            return sum(branch(x) for branch in branches)
+        return sum(branch.bn(out) for branch, out in zip(branches, convs))
+
+    def _branches(self):
+        """The large branches, then the small one if any."""
+        small = [self.small] if self.small is not None else []
+        return [getattr(self, name) for name in self.branch_names] + small
+
+    def _foldable(self):
+        """Whether the branches reduce to biased convolutions (deploy form or eval-mode BNs)."""
+        return self.deploy or all(branch.foldable for branch in self._branches())
+
+    def _fused_kernels(self):
+        """``(kernel, bias)`` of each large branch, BNs folded and the small kernel merged."""
+        if self.deploy:
+            convs = [getattr(self, name) for name in self.branch_names]
+            return [(conv.weight, conv.bias) for conv in convs]
+        fused = [getattr(self, name).fuse() for name in self.branch_names]
         if self.small is not None:
-            out = out + self.small(x)
-        return out
+            kernel, bias = fused[0]
+            small_kernel, small_bias = self.small.fuse()
+            fused[0] = (kernel + _pad_to(small_kernel, *kernel.shape[2:]), bias + small_bias)
+        return fused
 
     @torch.no_grad()
     def switch_to_deploy(self):
         """Fold each BN into its conv and merge the small branch into the first large branch."""
         if self.deploy:
             return
-        first = self.branch_names[0]
-        for name in self.branch_names:
-            kernel, bias = getattr(self, name).fuse()
-            if name == first and self.small is not None:
-                small_kernel, small_bias = self.small.fuse()
-                kernel = kernel + _pad_to(small_kernel, *kernel.shape[2:])
-                bias = bias + small_bias
+        for name, (kernel, bias) in zip(self.branch_names, self._fused_kernels()):
             setattr(self, name, _biased_depthwise_conv(kernel, bias))
         self.small = None
         self.deploy = True

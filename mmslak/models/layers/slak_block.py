@@ -2,13 +2,17 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
+from .fused_ops import can_fuse, fused_linear, linear
 from .large_kernel_conv import LargeKernelConv
 
 
 class SLaKBlock(nn.Module):
     """A SLaK block: large-kernel depthwise conv, LayerNorm, MLP, layer scale, residual.
 
-    The ConvNeXt block with its 7 x 7 depthwise conv replaced by :class:`LargeKernelConv`.
+    The ConvNeXt block with its 7 x 7 depthwise conv replaced by :class:`LargeKernelConv`. On a
+    channels-last input the LayerNorm and MLP read the NHWC view of the activations without a
+    copy. For inference on CPU (see :func:`~.fused_ops.can_fuse`) the first linear layer applies
+    the GELU and the second adds the shortcut in their epilogues.
 
     Args:
         channels (int): Number of channels.
@@ -22,6 +26,8 @@ class SLaKBlock(nn.Module):
         norm_cfg (dict): Config of the kernel branches' normalisation. Defaults to
             ``dict(type='BN')``.
         deploy (bool): Build the large kernel in its fused inference form. Defaults to False.
+        fast_path (bool): Use the fused CPU kernels where they apply; False always runs the
+            plain modules. Defaults to True.
     """
 
     def __init__(self,
@@ -33,10 +39,18 @@ class SLaKBlock(nn.Module):
                  drop_path_rate=0.,
                  layer_scale_init_value=1e-6,
                  norm_cfg=dict(type='BN'),
-                 deploy=False):
+                 deploy=False,
+                 fast_path=True):
         super().__init__()
+        self.fast_path = fast_path
         self.large_kernel = LargeKernelConv(
-            channels, kernel_size, small_kernel, decompose, norm_cfg=norm_cfg, deploy=deploy)
+            channels,
+            kernel_size,
+            small_kernel,
+            decompose,
+            norm_cfg=norm_cfg,
+            deploy=deploy,
+            fast_path=fast_path)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
         hidden = int(mlp_ratio * channels)
         self.pwconv1 = nn.Linear(channels, hidden)
@@ -47,9 +61,26 @@ class SLaKBlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x):
+        if self.fast_path and not self.training and can_fuse(x, self):
+            return self._forward_fused(x)
         shortcut = x
-        x = self.large_kernel(x).permute(0, 2, 3, 1)
-        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        x = self.norm(self.large_kernel(x).permute(0, 2, 3, 1))
+        if self.fast_path:
+            x = linear(self.act(linear(x, self.pwconv1.weight, self.pwconv1.bias)),
+                       self.pwconv2.weight, self.pwconv2.bias)
+        else:
+            x = self.pwconv2(self.act(self.pwconv1(x)))
         if self.gamma is not None:
             x = self.gamma * x
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
+
+    def _forward_fused(self, x):
+        shortcut = x.permute(0, 2, 3, 1)
+        y = self.norm(self.large_kernel(x).permute(0, 2, 3, 1))
+        y = fused_linear(y, self.pwconv1.weight, self.pwconv1.bias, gelu=self.act.approximate)
+        if self.gamma is None:
+            y = fused_linear(y, self.pwconv2.weight, self.pwconv2.bias, residual=shortcut)
+        else:
+            y = torch.addcmul(shortcut, fused_linear(y, self.pwconv2.weight, self.pwconv2.bias),
+                              self.gamma)
+        return y.permute(0, 3, 1, 2)

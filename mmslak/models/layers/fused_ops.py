@@ -1,0 +1,143 @@
+"""Fused CPU inference kernels: linear layers and depthwise convolutions with their epilogues.
+
+PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
+of a linear layer while it is still in cache. They have no autograd formula, so they serve
+inference only (:func:`can_fuse` says when); the same arithmetic otherwise runs through the plain
+functional ops. oneDNN's matrix multiply is also faster than the MKL one behind ``F.linear`` where
+MKL does not take its AVX-512 paths (about twice as fast on the AMD EPYC this was tuned on).
+"""
+import torch
+import torch.nn.functional as F
+
+from .depthwise_kernel import depthwise_conv_sum
+
+_ONEDNN = torch.backends.mkldnn.is_available() and all(
+    hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
+
+
+def _dtype_supported(dtype):
+    if dtype == torch.float32:
+        return True
+    return dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def can_fuse(x, module):
+    """Whether the fused kernels may compute ``module`` on ``x``.
+
+    They need a CPU tensor of float32 (or bfloat16 where oneDNN supports it), oneDNN enabled
+    (``torch.backends.mkldnn.flags``), no autocast, and no autograd graph to record: gradients
+    disabled, or neither ``x`` nor any parameter of ``module`` requiring them.
+
+    Args:
+        x (Tensor): The input.
+        module (nn.Module): The module about to compute on ``x``.
+
+    Returns:
+        bool: True when the fused kernels apply.
+    """
+    if not (_ONEDNN and torch.backends.mkldnn.enabled) or x.device.type != 'cpu':
+        return False
+    if not _dtype_supported(x.dtype) or torch.is_autocast_enabled('cpu'):
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+def fused_linear(x, weight, bias=None, gelu=None, residual=None):
+    """``F.linear`` over the last dimension with an optional GELU or residual, in one call.
+
+    Only valid where :func:`can_fuse` holds.
+
+    Args:
+        x (Tensor): Input of shape ``(..., in_features)``.
+        weight (Tensor): Weight of shape ``(out_features, in_features)``.
+        bias (Tensor, optional): Bias of shape ``(out_features, )``. Defaults to None.
+        gelu (str, optional): Apply a GELU with this approximation (``'none'`` for the exact
+            erf form, ``'tanh'``); None for no activation. Defaults to None.
+        residual (Tensor, optional): Added to the output (same shape, any strides); not
+            combinable with ``gelu``. Defaults to None.
+
+    Returns:
+        Tensor: The contiguous output of shape ``(..., out_features)``.
+    """
+    if residual is not None:
+        if gelu is not None:
+            raise ValueError('fused_linear applies either a GELU or a residual, not both')
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, 'add')
+    if gelu is not None:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], gelu)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` whose forward and backward matrix multiplies run through oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.reshape(-1, weight.shape[0])
+        rows = x.reshape(-1, weight.shape[1])
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.mkldnn._linear_pointwise(grad, weight.t(), None, 'none', [],
+                                                        '').reshape(x.shape)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.mkldnn._linear_pointwise(grad.t(), rows.t(), None, 'none',
+                                                             [], '')
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(x, weight, bias=None):
+    """``F.linear`` that differentiates through oneDNN where it can (float32 CPU, no autocast).
+
+    Args:
+        x (Tensor): Input of shape ``(..., in_features)``.
+        weight (Tensor): Weight of shape ``(out_features, in_features)``.
+        bias (Tensor, optional): Bias of shape ``(out_features, )``. Defaults to None.
+
+    Returns:
+        Tensor: The output of shape ``(..., out_features)``.
+    """
+    if not (_ONEDNN and torch.backends.mkldnn.enabled) or x.device.type != 'cpu' or \
+            x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
+        return F.linear(x, weight, bias)
+    return _OneDNNLinear.apply(x, weight, bias)
+
+
+def fused_depthwise_sum(x, kernels, biases):
+    """The sum of stride-1, 'same'-padded depthwise convolutions of ``x``, each with its bias.
+
+    Only valid where :func:`can_fuse` holds. A float32 channels-last ``x`` goes through the
+    AVX-512 kernel of :mod:`.depthwise_kernel` where it is built, in one pass; otherwise each
+    oneDNN convolution adds the previous one's output. A channels-last ``x`` gives a
+    channels-last output without any reorder.
+
+    Args:
+        x (Tensor): Input of shape ``(N, C, H, W)``.
+        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
+        biases (Sequence[Tensor]): One bias of shape ``(C, )`` per kernel.
+
+    Returns:
+        Tensor: The output, shaped and laid out like ``x``.
+    """
+    out = depthwise_conv_sum(x, kernels, sum(biases))
+    if out is not None:
+        return out
+    for kernel, bias in zip(kernels, biases):
+        padding = [kernel.shape[2] // 2, kernel.shape[3] // 2]
+        args = (kernel, bias, padding, [1, 1], [1, 1], x.shape[1])
+        if out is None:
+            out = torch.ops.mkldnn._convolution_pointwise(x, *args, 'none', [], '')
+        else:  # oneDNN fuses no sum into a grouped convolution, so add in place
+            out.add_(torch.ops.mkldnn._convolution_pointwise(x, *args, 'none', [], ''))
+    return out

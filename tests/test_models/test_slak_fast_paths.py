@@ -1,0 +1,253 @@
+"""The fast paths of SLaK compute what the plain path computes, and the benchmark tool runs."""
+import importlib
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmslak  # noqa: F401
+from mmslak.models.backbones import SLaK
+from mmslak.models.layers import depthwise_kernel, fused_ops
+from mmslak.registry import MODELS
+from ..conftest import OFFICIAL_CKPT
+
+TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools')
+TINY = dict(type='mmslak.SLaK', arch=dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32]),
+            kernel_size=[13, 11, 9, 7, 3], layer_scale_init_value=0.5)
+
+
+def pair(**kwargs):
+    """The same random network twice: fast path on, then off; BN statistics non-trivial."""
+    torch.manual_seed(0)
+    fast = MODELS.build(dict(TINY, **kwargs))
+    for name, buffer in fast.named_buffers():
+        if name.endswith('running_var'):
+            buffer.uniform_(0.5, 2.0)
+        elif name.endswith('running_mean'):
+            buffer.normal_()
+    plain = MODELS.build(dict(TINY, fast_path=False, **kwargs))
+    plain.load_state_dict(fast.state_dict())
+    return fast, plain
+
+
+def assert_outputs_close(outs, refs, atol):
+    assert len(outs) == len(refs)
+    for out, ref in zip(outs, refs):
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_inference_matches_plain_path(deploy):
+    fast, plain = pair()
+    fast.eval()
+    plain.eval()
+    if deploy:
+        fast.switch_to_deploy()
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        assert_outputs_close(fast(x), plain(x), atol=1e-4 if deploy else 1e-5)
+
+
+@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
+def test_fused_kernels_are_taken_for_inference(monkeypatch):
+    fast, _ = pair()
+    calls = []
+    original = fused_ops.fused_linear
+    monkeypatch.setattr('mmslak.models.layers.slak_block.fused_linear',
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    x = torch.randn(1, 3, 64, 64)
+    fast.train()(x)
+    assert not calls  # training: autograd path
+    with torch.no_grad():
+        fast.eval()(x)
+    assert len(calls) == 2 * 5  # two linear layers in each of the five blocks
+
+
+def test_training_outputs_and_gradients_match_plain_path():
+    fast, plain = pair(drop_path_rate=0.)
+    x = torch.randn(2, 3, 48, 48)
+    grads = []
+    for model in (fast, plain):
+        outs = model.train()(x)
+        sum(out.square().mean() for out in outs).backward()
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    assert_outputs_close(fast(x), plain(x), atol=1e-5)
+    for name, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][name], grad, atol=1e-6, rtol=1e-4)
+
+
+def test_eval_with_input_gradients_takes_the_autograd_path():
+    """Effective-receptive-field tools differentiate an eval-mode model by its input."""
+    fast, plain = pair()
+    grads = []
+    for model in (fast, plain):
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1),
+                        requires_grad=True)
+        model.eval()(x)[-1].sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_with_cp_matches_plain_path():
+    fast, plain = pair(with_cp=True)
+    x = torch.randn(2, 3, 48, 48)
+    outs = fast.train()(x)
+    sum(out.sum() for out in outs).backward()
+    assert_outputs_close(outs, plain.train()(x), atol=1e-5)
+    assert fast.stages[0][0].pwconv1.weight.grad is not None
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_outputs_keep_the_input_layout(channels_last):
+    fast, _ = pair()
+    x = torch.randn(1, 3, 64, 64)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.no_grad():
+        outs = fast.eval()(x.contiguous(memory_format=fmt))
+    assert all(out.is_contiguous(memory_format=fmt) for out in outs)
+
+
+def test_fallback_without_onednn(monkeypatch):
+    fast, plain = pair()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = plain.eval()(x)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert_outputs_close(fast.eval()(x), expected, atol=1e-5)
+        monkeypatch.setattr(fused_ops, '_ONEDNN', False)
+        assert not fused_ops.can_fuse(x, fast)
+        assert_outputs_close(fast(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('shape,kernel_shapes', [
+    ((2, 20, 19, 27), [(13, 3), (3, 13)]),  # channel, row and column tails; batch of two
+    ((1, 32, 8, 16), [(11, 5), (5, 11)]),  # kernels longer than the input is high
+    ((1, 7, 9, 9), [(7, 7)]),  # one square kernel (decompose=False)
+])
+def test_depthwise_kernel_matches_conv2d(shape, kernel_shapes):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    kernels = [torch.randn(shape[1], 1, *size) for size in kernel_shapes]
+    bias = torch.randn(shape[1])
+    out = depthwise_kernel.depthwise_conv_sum(x, kernels, bias)
+    if out is None:
+        pytest.skip('the AVX-512 depthwise kernel is not built on this machine')
+    expected = sum(F.conv2d(x, k, padding=(k.shape[2] // 2, k.shape[3] // 2), groups=shape[1])
+                   for k in kernels) + bias[:, None, None]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert depthwise_kernel.depthwise_conv_sum(x.contiguous(), kernels, bias) is None
+
+
+@pytest.mark.parametrize('env', [dict(CC='no-such-compiler'), dict(MMSLAK_CPU_KERNEL='0')])
+def test_depthwise_kernel_unavailable_falls_back(env, monkeypatch, tmp_path):
+    monkeypatch.setenv('MMSLAK_CACHE_DIR', str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    depthwise_kernel._library.cache_clear()
+    try:
+        fast, plain = pair()
+        x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+        assert depthwise_kernel.depthwise_conv_sum(x, [torch.ones(3, 1, 3, 3)],
+                                                   torch.zeros(3)) is None
+        with torch.no_grad():
+            assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+    finally:
+        depthwise_kernel._library.cache_clear()
+
+
+@pytest.mark.skipif(not fused_ops._dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
+def test_bf16_inference_is_close_to_fp32():
+    fast, _ = pair()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        refs = fast.eval()(x)
+        outs = fast.to(torch.bfloat16)(x.bfloat16())
+    for out, ref in zip(outs, refs):
+        assert out.dtype == torch.bfloat16
+        assert (out.float() - ref).abs().mean() < 0.05
+
+
+def test_fixture_deploy_fast_path_matches_training_form(fixture_arch, official_reference):
+    def build(**kwargs):
+        model = MODELS.build(dict(fixture_arch, init_cfg=dict(type='Pretrained',
+                                                              checkpoint=OFFICIAL_CKPT),
+                                  **kwargs))
+        model.init_weights()
+        return model.eval()
+
+    plain, fast = build(fast_path=False), build()
+    fast.switch_to_deploy()
+    x = official_reference['input']
+    with torch.no_grad():
+        assert_outputs_close(fast(x), plain(x), atol=1e-4)
+        assert_outputs_close(fast(x), official_reference['outputs'], atol=1e-4)
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    monkeypatch.syspath_prepend(TOOLS)
+    sys.modules.pop('benchmark', None)
+    return importlib.import_module('benchmark')
+
+
+def test_plain_reference_matches_mmslak(benchmark):
+    from plain_slak import PlainSLaK
+    fast, _ = pair()
+    reference = PlainSLaK(fast)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert_outputs_close(reference.eval()(x), fast.eval()(x), atol=1e-5)
+    fast.switch_to_deploy()
+    with pytest.raises(ValueError, match='training form'):
+        PlainSLaK(fast)
+
+
+def test_benchmark_backbone_json(benchmark, tmp_path, monkeypatch):
+    monkeypatch.setitem(SLaK.arch_settings, 'tiny', TINY['arch'])  # keep the test fast
+    out = tmp_path / 'bench.json'
+    benchmark.main(['--arch', 'tiny', '--shape', '32', '32', '--runs', '2', '--warmup', '0',
+                    '--matmul-size', '64', '--threads', '2', '--json', str(out)])
+    report = json.loads(out.read_text())
+    assert report['mode'] == 'inference' and report['input_shape'] == [1, 3, 32, 32]
+    macs = report['dense_gmacs_per_image']
+    assert 0 < macs['deploy'] < macs['train']  # the small kernels merge into the large ones
+    assert report['matmul_gflops']['fp32']['best'] > 0
+    rows = {(row['impl'], row['form']): row for row in report['rows']}
+    assert set(rows) == {('plain', 'train'), ('mmslak', 'train'), ('mmslak', 'deploy')}
+    for row in rows.values():
+        assert row['min_ms'] <= row['median_ms'] <= row['max_ms']
+        assert row['images_per_s'] > 0 and row['ratio_to_floor'] > 0
+    assert rows['plain', 'train']['speedup_vs_plain'] == pytest.approx(1.0)
+
+
+def test_benchmark_config_train_step(benchmark, tmp_path, capsys):
+    config = tmp_path / 'tiny_seg.py'
+    config.write_text(f"""
+default_scope = 'mmseg'
+custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
+model = dict(
+    type='EncoderDecoder',
+    backbone=dict({', '.join(f'{k}={v!r}' for k, v in TINY.items())}, drop_path_rate=0.1),
+    decode_head=dict(type='FCNHead', in_channels=41, in_index=3, channels=8, num_convs=1,
+                     num_classes=3, norm_cfg=dict(type='BN'),
+                     loss_decode=dict(type='CrossEntropyLoss')))
+""")
+    out = tmp_path / 'step.json'
+    benchmark.main(['--config', str(config), '--shape', '64', '64', '--batch', '2',
+                    '--train-step', '--runs', '1', '--warmup', '0', '--matmul-size', '64',
+                    '--json', str(out)])
+    report = json.loads(out.read_text())
+    assert report['mode'] == 'train-step'
+    assert [(row['impl'], row['form']) for row in report['rows']] == [('plain', 'train'),
+                                                                      ('mmslak', 'train')]
+    assert 'training step' in capsys.readouterr().out
+
+
+def test_benchmark_help(benchmark, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(['--help'])
+    assert '--train-step' in capsys.readouterr().out

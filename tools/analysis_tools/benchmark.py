@@ -1,0 +1,419 @@
+"""Latency, throughput and peak memory of SLaK against a plain NCHW eager SLaK and the FLOP floor.
+
+Two modes: ``--arch`` times the backbone alone, ``--config`` the full model of a config (its
+backbone forms swapped in place). Every row is a same-weights, same-process measurement:
+
+* ``plain``: :class:`plain_slak.PlainSLaK`, the network as the official code runs it without its
+  CUDA extension (three depthwise ``nn.Conv2d`` + BN branches per block, NCHW, eager);
+* ``mmslak``: the mmslak backbone in its training form, and in its deploy form after
+  ``switch_to_deploy()``.
+
+Each row reports the median, min and max over ``--runs`` timed runs (after ``--warmup``), the
+images per second at the median, the peak memory of one run, and two ratios: the plain row's
+median over this row's (speed-up), and this row's median over the floor. The floor is the time
+the row's dense arithmetic would take at the machine's matrix-multiply rate, both measured in
+this run: 2 x dense MACs (convolutions and linear layers, counted by
+``torch.utils.flop_counter``) / the GFLOP/s of a large matrix multiply. With ``--train-step``
+the rows time a forward, backward and optimizer step, and the floor counts the backward MACs too.
+
+Peak memory: on CUDA, the growth of ``torch.cuda.max_memory_allocated`` over one run; on CPU,
+the growth of the process's resident set over one run (VmHWM, reset through
+``/proc/self/clear_refs`` after trimming the allocator), which counts activations and library
+workspaces but not the weights; ``n/a`` where Linux does not offer that.
+
+Example::
+
+    python tools/analysis_tools/benchmark.py --arch tiny --shape 512 512 --threads 2 \\
+        --json work_dirs/benchmark_slak-t.json
+"""
+import argparse
+import copy
+import ctypes
+import json
+import platform
+import statistics
+import time
+
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from plain_slak import PlainSLaK
+from rich.progress import Progress
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmslak.models.backbones import SLaK
+from mmslak.registry import MODELS
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Time SLaK: mmslak training and deploy forms against a plain NCHW eager '
+        'SLaK and the FLOP floor of the machine.')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--arch', default='tiny', choices=sorted(SLaK.arch_settings),
+                        help='time this SLaK backbone alone (default: tiny)')
+    source.add_argument('--config', help='time the full model of this config')
+    parser.add_argument('--shape', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'),
+                        help='input height and width (default: 512 512)')
+    parser.add_argument('--batch', type=int, default=1, help='images per batch (default: 1)')
+    parser.add_argument('--form', choices=['train', 'deploy', 'both'], default='both',
+                        help='mmslak forms to time (default: both)')
+    parser.add_argument('--dtype', nargs='+', choices=sorted(DTYPES), default=['fp32'],
+                        help='precisions; bf16 casts the model for inference and autocasts a '
+                        'training step (default: fp32)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--runs', type=int, default=10, help='timed runs (default: 10)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs (default: 2)')
+    parser.add_argument('--threads', type=int,
+                        help='CPU threads for PyTorch (default: its own choice)')
+    parser.add_argument('--train-step', action='store_true',
+                        help='time forward + backward + AdamW step instead of inference')
+    parser.add_argument('--with-cp', action='store_true',
+                        help='checkpoint the backbone blocks (both implementations)')
+    parser.add_argument('--no-plain', action='store_true', help='skip the plain reference')
+    parser.add_argument('--matmul-size', type=int, default=4096,
+                        help='side of the square matmul that measures the rate (default: 4096)')
+    parser.add_argument('--json', metavar='OUT', help='also write the results to this file')
+    args = parser.parse_args(argv)
+    if args.train_step and args.form != 'train':
+        if args.form == 'deploy':
+            parser.error('--train-step needs the training form (--form train)')
+        args.form = 'train'
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda, but CUDA is not available to this PyTorch')
+    return args
+
+
+class Workload:
+    """Builds the model of a run and the callable to time on it.
+
+    Args:
+        args (argparse.Namespace): The command line.
+    """
+
+    def __init__(self, args):
+        self.args = args
+        self.device = torch.device(args.device)
+        if args.config:
+            cfg = Config.fromfile(args.config)
+            init_default_scope(cfg.get('default_scope', 'mmseg'))
+            cfg.model.get('backbone', {}).pop('init_cfg', None)
+            self.model = MODELS.build(cfg.model)
+        else:
+            self.model = MODELS.build(dict(type='mmslak.SLaK', arch=args.arch))
+        if args.device == 'cpu':
+            self.model = revert_sync_batchnorm(self.model)
+        for backbone in self.backbones(self.model):
+            backbone.with_cp = args.with_cp
+
+    @staticmethod
+    def backbones(model):
+        """The mmslak backbones in ``model``."""
+        return [module for module in model.modules() if isinstance(module, SLaK)]
+
+    def variant(self, impl, form):
+        """A copy of the model: ``plain``, or mmslak in the ``train`` or ``deploy`` form."""
+        model = copy.deepcopy(self.model).train(self.args.train_step)
+        if impl == 'plain':
+            if isinstance(model, SLaK):
+                return PlainSLaK(model)
+            for name, module in list(model.named_modules()):
+                if isinstance(module, SLaK):
+                    parent, _, child = name.rpartition('.')
+                    setattr(model.get_submodule(parent), child, PlainSLaK(module))
+        elif form == 'deploy':
+            for backbone in self.backbones(model):
+                backbone.switch_to_deploy()
+        return model
+
+    def inputs(self, dtype):
+        """A random input batch, cast to ``dtype`` for a cast inference model."""
+        args = self.args
+        x = torch.randn(args.batch, 3, *args.shape, device=self.device)
+        return x if args.train_step else x.to(dtype)
+
+    def forward(self, model, x):
+        """Inference output (``mode='tensor'`` for a full model)."""
+        return model(x) if isinstance(model, (SLaK, PlainSLaK)) else model(x, mode='tensor')
+
+    def loss(self, model, x):
+        """A scalar training loss: the config's losses on synthetic labels, or a feature loss."""
+        if isinstance(model, (SLaK, PlainSLaK)):
+            return sum(out.float().square().mean() for out in model(x))
+        losses = model.loss(x, synthetic_samples(model, x))
+        return model.parse_losses(losses)[0]
+
+    def step_fn(self, model, dtype):
+        """The callable to time: an inference forward or a training step."""
+        x = self.inputs(dtype)
+        if not self.args.train_step:
+            model = model.to(self.device, dtype).eval()
+
+            @torch.no_grad()
+            def infer():
+                self.forward(model, x)
+
+            return infer
+        model = model.to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype, enabled=dtype != torch.float32):
+                loss = self.loss(model, x)
+            loss.backward()
+            optimizer.step()
+
+        return train_step
+
+    def dense_macs(self, model):
+        """Dense multiply-accumulates per image (forward, plus backward for a training step).
+
+        The count runs on the plain modules (fast paths off), whose convolutions and linear
+        layers the counter sees; a training step counts a whole batch (batch norms need more
+        than one image).
+        """
+        model = model.to(self.device, torch.float32)
+        for module in model.modules():
+            if hasattr(module, 'fast_path'):
+                module.fast_path = False
+        batch = self.args.batch if self.args.train_step else 1
+        x = torch.randn(batch, 3, *self.args.shape, device=self.device)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            if self.args.train_step:
+                self.loss(model.train(), x).backward()
+            else:
+                self.forward(model.eval(), x)
+        return counter.get_total_flops() / 2 / batch
+
+
+def synthetic_samples(model, x):
+    """Random ground truth for ``x``: segmentation maps, or boxes and masks for a detector."""
+    from mmengine.structures import InstanceData, PixelData
+    height, width = x.shape[-2:]
+    meta = dict(img_shape=(height, width), pad_shape=(height, width),
+                batch_input_shape=(height, width), scale_factor=(1., 1.))
+    if hasattr(model, 'decode_head'):
+        from mmseg.structures import SegDataSample
+        num_classes = model.decode_head.num_classes
+        return [
+            SegDataSample(
+                gt_sem_seg=PixelData(data=torch.randint(num_classes, (1, height, width))),
+                metainfo=meta).to(x.device) for _ in range(len(x))
+        ]
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    samples = []
+    for _ in range(len(x)):
+        boxes = random_boxes(3, height, width)
+        masks = torch.zeros(len(boxes), height, width, dtype=torch.uint8)
+        for mask, (x1, y1, x2, y2) in zip(masks, boxes.long().tolist()):
+            mask[y1:y2, x1:x2] = 1
+        instances = InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes), dtype=torch.long),
+                                 masks=BitmapMasks(masks.numpy(), height, width))
+        samples.append(DetDataSample(gt_instances=instances, metainfo=meta).to(x.device))
+    return samples
+
+
+def random_boxes(num, height, width):
+    """``num`` random ``x1, y1, x2, y2`` boxes, at least 16 pixels a side, inside the image."""
+    size = torch.tensor([width, height], dtype=torch.float32)
+    top_left = torch.rand(num, 2) * (size - 16)
+    extent = 16 + torch.rand(num, 2) * size / 2
+    return torch.cat([top_left, torch.minimum(top_left + extent, size)], 1)
+
+
+def synchronize(device):
+    """Wait for the device's queued work (a no-op on CPU)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device):
+    """Seconds one call of ``fn`` takes, the device's queue drained before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _status_kib(field):
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise OSError(f'/proc/self/status has no {field}')
+
+
+def peak_memory_mib(fn, device):
+    """Peak memory growth over one call of ``fn`` in MiB (see the module docstring); or None."""
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)  # hand freed pages back, so RSS tracks use
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')  # reset VmHWM to the current RSS
+        base = _status_kib('VmRSS')
+        fn()
+        return (_status_kib('VmHWM') - base) / 1024
+    except OSError:
+        return None
+
+
+def matmul_rates(device, dtype, size, repeats=3):
+    """Best GFLOP/s of a ``size``-square matmul per library (torch.mm; oneDNN on CPU)."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    candidates = {'torch.mm': lambda: torch.mm(a, b)}
+    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        candidates['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(
+            a, b, None, 'none', [], '')
+    rates = {}
+    for name, fn in candidates.items():
+        fn()
+        best = min(timed(fn, device) for _ in range(repeats))
+        rates[name] = 2 * size**3 / best / 1e9
+    return rates
+
+
+def dtype_supported(device, dtype):
+    """Whether the device runs ``dtype`` natively enough to be worth timing."""
+    if dtype == torch.float32:
+        return True
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def device_name(device):
+    """The GPU's or the CPU's model name."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def plan_rows(args, device):
+    """``(impl, form, dtype)`` of every row, skipping precisions the device lacks."""
+    forms = ['train', 'deploy'] if args.form == 'both' else [args.form]
+    rows = []
+    for name in args.dtype:
+        if not dtype_supported(device, DTYPES[name]):
+            print(f'skipping {name}: not supported on this {device.type}')
+            continue
+        rows += [('plain', 'train', name)] if not args.no_plain else []
+        rows += [('mmslak', form, name) for form in forms]
+    return rows
+
+
+def measure(workload, rows, args):
+    """Time the rows round-robin (so load changes hit them alike), then probe their memory."""
+    device = workload.device
+    fns = {row: workload.step_fn(workload.variant(*row[:2]), DTYPES[row[2]]) for row in rows}
+    times = {row: [] for row in rows}
+    with Progress(transient=True) as progress:
+        task = progress.add_task('timing', total=len(rows) * (args.warmup + args.runs))
+        for run in range(args.warmup + args.runs):
+            for row, fn in fns.items():
+                seconds = timed(fn, device)
+                if run >= args.warmup:
+                    times[row].append(seconds)
+                progress.advance(task)
+    memory = {row: peak_memory_mib(fn, device) for row, fn in fns.items()}
+    return times, memory
+
+
+def summarise(rows, times, memory, macs, rates, args):
+    """One result dict per row, with the ratios to the plain row and to the floor."""
+    results = []
+    for impl, form, dtype in rows:
+        ms = [t * 1e3 for t in times[impl, form, dtype]]
+        median = statistics.median(ms)
+        floor = 2 * macs[form] * args.batch / rates[dtype]['best'] / 1e6
+        results.append(
+            dict(impl=impl, form=form, dtype=dtype, median_ms=median, min_ms=min(ms),
+                 max_ms=max(ms), images_per_s=args.batch / median * 1e3,
+                 peak_memory_mib=memory[impl, form, dtype], floor_ms=floor,
+                 ratio_to_floor=median / floor))
+    for result in results:
+        plain = [r for r in results if r['impl'] == 'plain' and r['dtype'] == result['dtype']]
+        result['speedup_vs_plain'] = plain[0]['median_ms'] / result['median_ms'] if plain else None
+    return results
+
+
+def format_table(results):
+    """The results as a fixed-width text table."""
+    header = ('impl', 'form', 'dtype', 'median ms', 'min ms', 'max ms', 'img/s', 'peak MiB',
+              'vs plain', 'vs floor')
+    lines = [header]
+    for r in results:
+        memory = f"{r['peak_memory_mib']:.0f}" if r['peak_memory_mib'] is not None else 'n/a'
+        speedup = f"{r['speedup_vs_plain']:.2f}x" if r['speedup_vs_plain'] else '-'
+        lines.append((r['impl'], r['form'], r['dtype'], f"{r['median_ms']:.1f}",
+                      f"{r['min_ms']:.1f}", f"{r['max_ms']:.1f}", f"{r['images_per_s']:.2f}",
+                      memory, speedup, f"{r['ratio_to_floor']:.2f}x"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return '\n'.join('  '.join(cell.rjust(width) for cell, width in zip(line, widths))
+                     for line in lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    workload = Workload(args)
+    device = workload.device
+    rows = plan_rows(args, device)
+    forms = sorted({form for _, form, _ in rows})
+    macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
+    dtypes = sorted({dtype for _, _, dtype in rows})
+    rates = {name: matmul_rates(device, DTYPES[name], args.matmul_size) for name in dtypes}
+    times, memory = measure(workload, rows, args)
+    for name, late in ((name, matmul_rates(device, DTYPES[name], args.matmul_size))
+                       for name in dtypes):  # the best of before and after the rows
+        rates[name] = {lib: max(rate, late[lib]) for lib, rate in rates[name].items()}
+        rates[name]['best'] = max(rates[name].values())
+    results = summarise(rows, times, memory, macs, rates, args)
+
+    what = args.config or f'SLaK-{args.arch} backbone'
+    mode = 'training step (forward + backward + AdamW)' if args.train_step else 'inference'
+    print(f'{what}, {mode}, input {args.batch}x3x{args.shape[0]}x{args.shape[1]}, '
+          f'{device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}')
+    for form, count in macs.items():
+        print(f'dense MACs per image, {form} form: {count / 1e9:.2f} G')
+    for name, rate in rates.items():
+        libs = ', '.join(f'{lib} {value:.0f}' for lib, value in rate.items() if lib != 'best')
+        print(f'{name} matmul rate ({args.matmul_size}^3): {rate["best"]:.0f} GFLOP/s ({libs})')
+    print(format_table(results))
+    if args.json:
+        report = dict(
+            model=what, mode='train-step' if args.train_step else 'inference',
+            input_shape=[args.batch, 3, *args.shape], device=device_name(device),
+            device_type=device.type, threads=torch.get_num_threads(),
+            torch_version=torch.__version__, with_cp=args.with_cp, runs=args.runs,
+            warmup=args.warmup, matmul_gflops=rates,
+            dense_gmacs_per_image={form: count / 1e9 for form, count in macs.items()},
+            rows=results)
+        with open(args.json, 'w') as out:
+            json.dump(report, out, indent=2)
+        print(f'results written to {args.json}')
+
+
+if __name__ == '__main__':
+    main()
