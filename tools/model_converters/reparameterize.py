@@ -68,7 +68,7 @@ def max_output_difference(training_form, fused, inputs):
     The training form runs its plain ops, each BN apart (see :func:`plain_ops`): fused inference
     kernels that fold its BNs on the fly would hide what ``switch_to_deploy`` got wrong.
     """
-    with plain_ops(inputs) as differentiable:
+    with plain_ops(training_form, inputs) as differentiable:
         reference = [out.detach() for out in training_form(differentiable)]
     with torch.no_grad():
         return max(float((a - b).abs().max()) for a, b in zip(reference, fused(inputs)))
