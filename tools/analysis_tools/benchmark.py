@@ -14,7 +14,8 @@ median over this row's (speed-up), and this row's median over the floor. The flo
 the row's dense arithmetic would take at the machine's matrix-multiply rate, both measured in
 this run: 2 x dense MACs (convolutions and linear layers, counted by
 ``torch.utils.flop_counter``) / the GFLOP/s of a large matrix multiply. With ``--train-step``
-the rows time a forward, backward and optimizer step, and the floor counts the backward MACs too.
+the rows time a forward, backward and optimizer step, and the floor counts 3x the forward MACs
+(forward, input gradients, weight gradients).
 
 Peak memory: on CUDA, the growth of ``torch.cuda.max_memory_allocated`` over one run; on CPU,
 the growth of the process's resident set over one run (VmHWM, reset through
@@ -39,6 +40,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from plain_slak import PlainSLaK
+from rich.console import Console
 from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -135,26 +137,30 @@ class Workload:
         x = torch.randn(args.batch, 3, *args.shape, device=self.device)
         return x if args.train_step else x.to(dtype)
 
-    def forward(self, model, x):
+    @staticmethod
+    def forward(model, x, samples):
         """Inference output (``mode='tensor'`` for a full model)."""
-        return model(x) if isinstance(model, (SLaK, PlainSLaK)) else model(x, mode='tensor')
+        if isinstance(model, (SLaK, PlainSLaK)):
+            return model(x)
+        return model(x, samples, mode='tensor')
 
-    def loss(self, model, x):
-        """A scalar training loss: the config's losses on synthetic labels, or a feature loss."""
+    @staticmethod
+    def loss(model, x, samples):
+        """A scalar training loss: the config's losses on the samples, or a feature loss."""
         if isinstance(model, (SLaK, PlainSLaK)):
             return sum(out.float().square().mean() for out in model(x))
-        losses = model.loss(x, synthetic_samples(model, x))
-        return model.parse_losses(losses)[0]
+        return model.parse_losses(model.loss(x, samples))[0]
 
     def step_fn(self, model, dtype):
         """The callable to time: an inference forward or a training step."""
         x = self.inputs(dtype)
+        samples = None if isinstance(model, (SLaK, PlainSLaK)) else synthetic_samples(model, x)
         if not self.args.train_step:
             model = model.to(self.device, dtype).eval()
 
             @torch.no_grad()
             def infer():
-                self.forward(model, x)
+                self.forward(model, x, samples)
 
             return infer
         model = model.to(self.device)
@@ -163,18 +169,19 @@ class Workload:
         def train_step():
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype, enabled=dtype != torch.float32):
-                loss = self.loss(model, x)
+                loss = self.loss(model, x, samples)
             loss.backward()
             optimizer.step()
 
         return train_step
 
     def dense_macs(self, model):
-        """Dense multiply-accumulates per image (forward, plus backward for a training step).
+        """Dense multiply-accumulates per image: of a forward, or 3x that for a training step.
 
-        The count runs on the plain modules (fast paths off), whose convolutions and linear
-        layers the counter sees; a training step counts a whole batch (batch norms need more
-        than one image).
+        The forward is counted on the plain modules (fast paths off), whose convolutions and
+        linear layers the counter sees; a training step counts a whole batch (batch norms need
+        more than one image) and adds the input and weight gradients, each as many MACs as the
+        forward (PyTorch's counter overcounts grouped-convolution gradients by the group count).
         """
         model = model.to(self.device, torch.float32)
         for module in model.modules():
@@ -182,13 +189,14 @@ class Workload:
                 module.fast_path = False
         batch = self.args.batch if self.args.train_step else 1
         x = torch.randn(batch, 3, *self.args.shape, device=self.device)
+        samples = None if isinstance(model, SLaK) else synthetic_samples(model, x)
         counter = FlopCounterMode(display=False)
-        with counter:
+        with counter, torch.no_grad():
             if self.args.train_step:
-                self.loss(model.train(), x).backward()
+                self.loss(model.train(), x, samples)
             else:
-                self.forward(model.eval(), x)
-        return counter.get_total_flops() / 2 / batch
+                self.forward(model.eval(), x, samples)
+        return counter.get_total_flops() / 2 / batch * (3 if self.args.train_step else 1)
 
 
 def synthetic_samples(model, x):
@@ -243,6 +251,7 @@ def timed(fn, device):
 
 
 def _status_kib(field):
+    """A field of ``/proc/self/status`` in KiB."""
     with open('/proc/self/status') as status:
         for line in status:
             if line.startswith(field + ':'):
@@ -326,7 +335,7 @@ def measure(workload, rows, args):
     device = workload.device
     fns = {row: workload.step_fn(workload.variant(*row[:2]), DTYPES[row[2]]) for row in rows}
     times = {row: [] for row in rows}
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task('timing', total=len(rows) * (args.warmup + args.runs))
         for run in range(args.warmup + args.runs):
             for row, fn in fns.items():
@@ -372,6 +381,51 @@ def format_table(results):
                      for line in lines)
 
 
+def best_rates(*measurements):
+    """Per library the best of several :func:`matmul_rates` measurements, and the best of all."""
+    rates = {lib: max(m[lib] for m in measurements) for lib in measurements[0]}
+    return dict(rates, best=max(rates.values()))
+
+
+def model_name(args):
+    return args.config or f'SLaK-{args.arch} backbone'
+
+
+def print_report(args, device, macs, rates, results):
+    """Print the setting, the MAC counts, the matmul rates and the table.
+
+    Args:
+        args (argparse.Namespace): The command line.
+        device (torch.device): The device timed.
+        macs (dict[str, float]): Dense MACs per image per form.
+        rates (dict[str, dict[str, float]]): Matmul GFLOP/s per precision and library.
+        results (list[dict]): The rows, from :func:`summarise`.
+    """
+    mode = 'training step (forward + backward + AdamW)' if args.train_step else 'inference'
+    print(f'{model_name(args)}, {mode}, input {args.batch}x3x{args.shape[0]}x{args.shape[1]}, '
+          f'{device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}')
+    for form, count in macs.items():
+        print(f'dense MACs per image, {form} form: {count / 1e9:.2f} G')
+    for name, rate in rates.items():
+        libs = ', '.join(f'{lib} {value:.0f}' for lib, value in rate.items() if lib != 'best')
+        print(f'{name} matmul rate ({args.matmul_size}^3): {rate["best"]:.0f} GFLOP/s ({libs})')
+    print(format_table(results))
+
+
+def write_json(path, args, device, macs, rates, results):
+    """Write the setting and the results to ``path`` (arguments as for :func:`print_report`)."""
+    report = dict(
+        model=model_name(args), mode='train-step' if args.train_step else 'inference',
+        input_shape=[args.batch, 3, *args.shape], device=device_name(device),
+        device_type=device.type, threads=torch.get_num_threads(),
+        torch_version=torch.__version__, with_cp=args.with_cp, runs=args.runs,
+        warmup=args.warmup, matmul_gflops=rates,
+        dense_gmacs_per_image={form: count / 1e9 for form, count in macs.items()}, rows=results)
+    with open(path, 'w') as out:
+        json.dump(report, out, indent=2)
+    print(f'results written to {path}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -383,36 +437,16 @@ def main(argv=None):
     forms = sorted({form for _, form, _ in rows})
     macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
     dtypes = sorted({dtype for _, _, dtype in rows})
-    rates = {name: matmul_rates(device, DTYPES[name], args.matmul_size) for name in dtypes}
+    before = {name: matmul_rates(device, DTYPES[name], args.matmul_size) for name in dtypes}
     times, memory = measure(workload, rows, args)
-    for name, late in ((name, matmul_rates(device, DTYPES[name], args.matmul_size))
-                       for name in dtypes):  # the best of before and after the rows
-        rates[name] = {lib: max(rate, late[lib]) for lib, rate in rates[name].items()}
-        rates[name]['best'] = max(rates[name].values())
+    rates = {  # the best of before and after the rows, so a busy moment does not lower it
+        name: best_rates(before[name], matmul_rates(device, DTYPES[name], args.matmul_size))
+        for name in dtypes
+    }
     results = summarise(rows, times, memory, macs, rates, args)
-
-    what = args.config or f'SLaK-{args.arch} backbone'
-    mode = 'training step (forward + backward + AdamW)' if args.train_step else 'inference'
-    print(f'{what}, {mode}, input {args.batch}x3x{args.shape[0]}x{args.shape[1]}, '
-          f'{device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}')
-    for form, count in macs.items():
-        print(f'dense MACs per image, {form} form: {count / 1e9:.2f} G')
-    for name, rate in rates.items():
-        libs = ', '.join(f'{lib} {value:.0f}' for lib, value in rate.items() if lib != 'best')
-        print(f'{name} matmul rate ({args.matmul_size}^3): {rate["best"]:.0f} GFLOP/s ({libs})')
-    print(format_table(results))
+    print_report(args, device, macs, rates, results)
     if args.json:
-        report = dict(
-            model=what, mode='train-step' if args.train_step else 'inference',
-            input_shape=[args.batch, 3, *args.shape], device=device_name(device),
-            device_type=device.type, threads=torch.get_num_threads(),
-            torch_version=torch.__version__, with_cp=args.with_cp, runs=args.runs,
-            warmup=args.warmup, matmul_gflops=rates,
-            dense_gmacs_per_image={form: count / 1e9 for form, count in macs.items()},
-            rows=results)
-        with open(args.json, 'w') as out:
-            json.dump(report, out, indent=2)
-        print(f'results written to {args.json}')
+        write_json(args.json, args, device, macs, rates, results)
 
 
 if __name__ == '__main__':

@@ -82,11 +82,13 @@ class SLaK(BaseModule):
             ``mmslak.SparseMaskHook`` (or :meth:`apply_sparse_masks`). Defaults to False.
         deploy (bool): Build the fused inference form (see :meth:`switch_to_deploy`).
             Defaults to False.
-        fast_path (bool): Take the fastest exact path for the device: on CPU the blocks run in
-            channels-last layout and, for inference, through fused oneDNN kernels (BNs folded on
-            the fly in the training form); elsewhere the input's layout is kept. Inputs and
-            outputs keep their layout either way. False runs the plain modules in the input's
-            layout. Defaults to True.
+        fast_path (bool): Take the fastest exact path for the device. On CPU the blocks run
+            channels-last; inference runs through fused oneDNN kernels and an AVX-512 depthwise
+            kernel compiled at first use (BNs folded on the fly in the training form), and
+            training differentiates the depthwise convs and linear layers through the same
+            kernels (see :mod:`mmslak.models.layers.fused_ops`). Elsewhere the input's layout is
+            kept. The outputs come back in the input's memory format either way. False runs the
+            plain modules in the input's layout. Defaults to True.
         init_cfg (dict | list[dict], optional): Initialisation config. ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads official or mmslak checkpoints strictly.
     """

@@ -324,7 +324,8 @@ def available(x):
 
 
 @functools.lru_cache(maxsize=None)
-def _pool():
+def _pool(pid):
+    """A thread pool per process: a forked child must not inherit its parent's dead workers."""
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
                               thread_name_prefix='mmslak-depthwise')
 
@@ -386,7 +387,7 @@ def _run(shape, function, *args, extra=0):
         pointers = [scratch[i].data_ptr()] + ([scratch[i, slab:].data_ptr()] if extra else [])
         function(*args, *pointers, bounds[i], bounds[i + 1])
 
-    futures = [_pool().submit(run, i) for i in range(1, workers)]
+    futures = [_pool(os.getpid()).submit(run, i) for i in range(1, workers)]
     run(0)
     for future in futures:
         future.result()

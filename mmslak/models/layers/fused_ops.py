@@ -2,9 +2,10 @@
 
 PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
 of a linear layer while it is still in cache. They have no autograd formula, so they serve
-inference only (:func:`can_fuse` says when); the same arithmetic otherwise runs through the plain
-functional ops. oneDNN's matrix multiply is also faster than the MKL one behind ``F.linear`` where
-MKL does not take its AVX-512 paths (about twice as fast on the AMD EPYC this was tuned on).
+inference only (:func:`can_fuse` says when). oneDNN's matrix multiply is also faster than the MKL
+one behind ``F.linear`` where MKL does not take its AVX-512 paths (about twice as fast on the AMD
+EPYC this was tuned on), so :func:`linear` runs the forward and backward matrix multiplies of
+training through it too. Elsewhere the same arithmetic runs through the plain functional ops.
 """
 import torch
 import torch.nn.functional as F

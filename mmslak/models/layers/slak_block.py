@@ -12,7 +12,8 @@ class SLaKBlock(nn.Module):
     The ConvNeXt block with its 7 x 7 depthwise conv replaced by :class:`LargeKernelConv`. On a
     channels-last input the LayerNorm and MLP read the NHWC view of the activations without a
     copy. For inference on CPU (see :func:`~.fused_ops.can_fuse`) the first linear layer applies
-    the GELU and the second adds the shortcut in their epilogues.
+    the GELU and the second adds the shortcut in their epilogues; where gradients are wanted the
+    linear layers differentiate through oneDNN (:func:`~.fused_ops.linear`).
 
     Args:
         channels (int): Number of channels.
@@ -26,8 +27,8 @@ class SLaKBlock(nn.Module):
         norm_cfg (dict): Config of the kernel branches' normalisation. Defaults to
             ``dict(type='BN')``.
         deploy (bool): Build the large kernel in its fused inference form. Defaults to False.
-        fast_path (bool): Use the fused CPU kernels where they apply; False always runs the
-            plain modules. Defaults to True.
+        fast_path (bool): Use the fused and oneDNN CPU kernels where they apply; False always
+            runs the plain modules. Defaults to True.
     """
 
     def __init__(self,
