@@ -251,3 +251,25 @@ def test_benchmark_help(benchmark, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(['--help'])
     assert '--train-step' in capsys.readouterr().out
+
+
+def test_cached_inference_weights_follow_parameter_changes():
+    fast, plain = pair()
+    fast.eval()
+    plain.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast(x)  # fills the caches of the fused path
+        for model in (fast, plain):
+            model.stages[0][0].pwconv2.weight.mul_(3)  # in place: bumps the version counter
+            model.stages[1][0].large_kernel.vertical.bn.running_var.add_(1)
+        assert_outputs_close(fast(x), plain(x), atol=1e-5)
+        state = {key: value + 0.01 * torch.randn_like(value) if value.is_floating_point() else
+                 value for key, value in plain.state_dict().items()}
+        for model in (fast, plain):
+            model.load_state_dict(state)
+        assert_outputs_close(fast(x), plain(x), atol=1e-5)
+        for model in (fast, plain):  # a write through .data bumps no version counter
+            model.stages[2][1].gamma.data.mul_(2)
+        fast.train().eval()
+        assert_outputs_close(fast(x), plain(x), atol=1e-5)

@@ -25,7 +25,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ MARGIN = 7  # tile length - 1: the zero border each slab needs on every side
 
 _SOURCE = r'''
 #include <immintrin.h>
+#include <omp.h>
 #include <string.h>
 #ifndef __AVX512F__
 #error "the mmslak depthwise kernel needs AVX-512F"
@@ -47,8 +47,8 @@ _SOURCE = r'''
 static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
-/* Geometry of one pass: a kernel K[a][b][Cp] with ka taps along the slab's contiguous axis p
-   (extent P) and kb taps along q (extent Q, slab stride sq). */
+/* Geometry of one pass: a kernel K[a][b][channels, stride Cp] with ka taps along the slab's
+   contiguous axis p (extent P) and kb taps along q (extent Q, slab stride sq). */
 typedef struct { int P, Q, ka, kb; long sq; } pass_t;
 
 /* out[p, q] = (init ? init[p, q] : bias) + sum_ab K[a][b] x[p + a - pa, q + b - pb] over one
@@ -183,13 +183,15 @@ static pass_t geometry(slabs_t s, int H, int W, int ka, int kb, int vertical, co
 }
 
 /* Depthwise convolutions, stride 1, 'same' padding, NHWC float32, channel blocks [cb0, cb1) of
-   every image. Kernel t is K[t] = [ka][kb][Cp] with its ka taps along H if vertical[t], else
+   every image. Kernel t is K[t] = [Cp / 16][ka][kb][16] (each channel block's taps together, so
+   that they share no cache sets) with its ka taps along H if vertical[t], else
    along W, and reads xs[t]. With sum, out[0] = bias + sum_t conv(xs[t], K[t]); otherwise
    out[t] = conv(xs[t], K[t]) (bias may then be zeros). scratch: 3 * (H + 14) * (W + 14) * 16. */
-void depthwise_forward(const float* const* xs, float* const* outs, int sum, int N, int H, int W,
-                       int C, int nk, const float* const* K, const int* ka, const int* kb,
-                       const int* vertical, const float* bias, float* scratch, int cb0, int cb1) {
-    long Cp = (C + 15) / 16 * 16, image = (long)H * W * C, hs = (long)W * 16;
+static void forward_blocks(const float* const* xs, float* const* outs, int sum, int N, int H,
+                           int W, int C, int nk, const float* const* K, const int* ka,
+                           const int* kb, const int* vertical, const float* bias, float* scratch,
+                           int cb0, int cb1) {
+    long image = (long)H * W * C, hs = (long)W * 16;
     slabs_t s = slabs(scratch, H, W);
     for (int n = 0; n < N; ++n)
         for (int cb = cb0; cb < cb1; ++cb) {
@@ -204,13 +206,12 @@ void depthwise_forward(const float* const* xs, float* const* outs, int sum, int 
                 float* dst = direct ? outs[sum ? 0 : t] + n * image + c0 : s.part;
                 long dh = direct ? (long)W * C : hs, dw = direct ? C : 16;
                 const float* slab;
+                const float* k = K[t] + (long)cb * ka[t] * kb[t] * 16;
                 pass_t g = geometry(s, H, W, ka[t], kb[t], vertical[t], &slab);
                 if (vertical[t])
-                    slide(g, slab, K[t] + c0, Cp, init, hs, 16, dst, dh, dw, b,
-                          direct ? mask : 0xFFFF);
+                    slide(g, slab, k, 16, init, hs, 16, dst, dh, dw, b, direct ? mask : 0xFFFF);
                 else
-                    slide(g, slab, K[t] + c0, Cp, init, 16, hs, dst, dw, dh, b,
-                          direct ? mask : 0xFFFF);
+                    slide(g, slab, k, 16, init, 16, hs, dst, dw, dh, b, direct ? mask : 0xFFFF);
             }
         }
 }
@@ -218,10 +219,10 @@ void depthwise_forward(const float* const* xs, float* const* outs, int sum, int 
 /* Kernel gradients: dK[t] ([ka][kb][Cp], overwritten for channel blocks [cb0, cb1)) =
    sum over images and positions of grads[t] times the shifted x. dk_scratch holds one
    [ka][kb][16] block per kernel. */
-void depthwise_kernel_grad(const float* x, const float* const* grads, float* const* dK, int N,
-                           int H, int W, int C, int nk, const int* ka, const int* kb,
-                           const int* vertical, float* scratch, float* dk_scratch, int cb0,
-                           int cb1) {
+static void kernel_grad_blocks(const float* x, const float* const* grads, float* const* dK,
+                               int N, int H, int W, int C, int nk, const int* ka, const int* kb,
+                               const int* vertical, float* scratch, float* dk_scratch, int cb0,
+                               int cb1) {
     long Cp = (C + 15) / 16 * 16, image = (long)H * W * C;
     slabs_t s = slabs(scratch, H, W);
     for (int cb = cb0; cb < cb1; ++cb) {
@@ -254,6 +255,34 @@ void depthwise_kernel_grad(const float* x, const float* const* grads, float* con
         }
     }
 }
+
+/* The channel blocks split evenly over an OpenMP team of `threads` (the runtime PyTorch runs
+   its own parallel regions with, so that neither waits on the other's idle threads); thread i
+   works in scratch + i * scratch_stride. */
+#define SPLIT_BLOCKS(C, threads, body)                                                       \
+    _Pragma("omp parallel num_threads(threads)") {                                         \
+        int blocks = ((C) + 15) / 16, i = omp_get_thread_num(), n = omp_get_num_threads(); \
+        int cb0 = (long)blocks * i / n, cb1 = (long)blocks * (i + 1) / n;                  \
+        float* own = scratch + i * scratch_stride;                                         \
+        body;                                                                              \
+    }
+
+void depthwise_forward(const float* const* xs, float* const* outs, int sum, int N, int H, int W,
+                       int C, int nk, const float* const* K, const int* ka, const int* kb,
+                       const int* vertical, const float* bias, float* scratch,
+                       long scratch_stride, int threads) {
+    SPLIT_BLOCKS(C, threads, forward_blocks(xs, outs, sum, N, H, W, C, nk, K, ka, kb, vertical,
+                                            bias, own, cb0, cb1))
+}
+
+/* As kernel_grad_blocks over every channel block; each thread's dk_scratch follows its slabs. */
+void depthwise_kernel_grad(const float* x, const float* const* grads, float* const* dK, int N,
+                           int H, int W, int C, int nk, const int* ka, const int* kb,
+                           const int* vertical, float* scratch, long scratch_stride,
+                           long slab_size, int threads) {
+    SPLIT_BLOCKS(C, threads, kernel_grad_blocks(x, grads, dK, N, H, W, C, nk, ka, kb, vertical,
+                                                own, own + slab_size, cb0, cb1))
+}
 '''
 
 
@@ -278,7 +307,7 @@ def _build(compiler):
     Raises:
         OSError: If the compiler is missing or fails.
     """
-    flags = ['-O3', '-march=native', '-shared', '-fPIC']
+    flags = ['-O3', '-march=native', '-fopenmp', '-shared', '-fPIC']
     key = hashlib.sha256('\0'.join([_SOURCE, compiler, *flags, _cpu_signature()]).encode())
     path = osp.join(_cache_dir(), f'depthwise_{key.hexdigest()[:16]}.so')
     if osp.exists(path):
@@ -309,11 +338,11 @@ def _library():
         print_log(f'mmslak: the AVX-512 depthwise kernels are unavailable ({error}); using '
                   'oneDNN', logger='current', level=logging.INFO)
         return None
-    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    pointer, integer, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     library.depthwise_forward.argtypes = [pointer] * 2 + [integer] * 6 + [pointer] * 6 + \
-        [integer] * 2
-    library.depthwise_kernel_grad.argtypes = [pointer] * 3 + [integer] * 5 + [pointer] * 5 + \
-        [integer] * 2
+        [long, integer]
+    library.depthwise_kernel_grad.argtypes = [pointer] * 3 + [integer] * 5 + [pointer] * 4 + \
+        [long, long, integer]
     return library
 
 
@@ -321,13 +350,6 @@ def available(x):
     """Whether the kernels apply to ``x``: float32, CPU, 4-D, channels-last, built here."""
     return x.dtype == torch.float32 and x.device.type == 'cpu' and x.dim() == 4 and \
         x.is_contiguous(memory_format=torch.channels_last) and _library() is not None
-
-
-@functools.lru_cache(maxsize=None)
-def _pool(pid):
-    """A thread pool per process: a forked child must not inherit its parent's dead workers."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                              thread_name_prefix='mmslak-depthwise')
 
 
 def _pointers(tensors):
@@ -338,25 +360,32 @@ def _integers(values):
     return (ctypes.c_int * len(values))(*values)
 
 
-class _Kernels:
-    """Kernels ``(C, 1, kh, kw)`` packed for the C code: ``[taps along the sliding axis][other
-    taps][C padded to 16]``, sliding along H when at least as high as wide.
+class PackedKernels:
+    """Kernels ``(C, 1, kh, kw)`` packed for the C code: ``[blocks of 16 channels][taps along
+    the sliding axis][other taps][16]``, sliding along H when at least as high as wide. (Kernel
+    gradients come back as ``[taps along the sliding axis][other taps][C padded to 16]``.)
+
+    Packing once and passing the result to :func:`depthwise_conv_sum` saves repacking fixed
+    kernels at every call.
 
     Args:
         kernels (Sequence[Tensor]): The kernels, all sizes odd.
+        bias (Tensor, optional): Bias ``(C, )`` of their sum. Defaults to None.
     """
 
-    def __init__(self, kernels):
+    def __init__(self, kernels, bias=None):
         self.channels = kernels[0].shape[0]
         self.padded = -(-self.channels // BLOCK) * BLOCK
         self.vertical = [k.shape[2] >= k.shape[3] for k in kernels]
         self.taps = [(k.shape[2], k.shape[3]) if v else (k.shape[3], k.shape[2])
                      for k, v in zip(kernels, self.vertical)]
         self.packed = [self.pack(k.detach().float(), v) for k, v in zip(kernels, self.vertical)]
+        self.bias = None if bias is None else self.pad(bias)
 
     def pack(self, kernel, vertical):
         taps = kernel[:, 0].permute(1, 2, 0) if vertical else kernel[:, 0].permute(2, 1, 0)
-        return F.pad(taps, (0, self.padded - self.channels)).contiguous()
+        taps = F.pad(taps, (0, self.padded - self.channels))
+        return taps.unflatten(2, (-1, BLOCK)).permute(2, 0, 1, 3).contiguous()
 
     def unpack(self, packed, vertical):
         taps = packed[..., :self.channels]
@@ -372,46 +401,43 @@ class _Kernels:
 
 
 def _run(shape, function, *args, extra=0):
-    """Run a C kernel over the channel blocks, split across ``torch.get_num_threads()`` threads.
+    """Run a C kernel over the channel blocks on ``torch.get_num_threads()`` OpenMP threads.
 
-    Each thread gets its own slabs (and ``extra`` more floats of scratch, for gradients).
+    Each thread gets its own slabs (and ``extra`` more floats of scratch, for gradients); the
+    C function takes the scratch, its per-thread stride (and, with ``extra``, the slab size)
+    and the thread count after ``args``.
     """
     n, c, h, w = shape
-    blocks = -(-c // BLOCK)
-    workers = max(1, min(torch.get_num_threads(), blocks))
-    bounds = [blocks * i // workers for i in range(workers + 1)]
+    workers = max(1, min(torch.get_num_threads(), -(-c // BLOCK)))
     slab = 3 * (h + 2 * MARGIN) * (w + 2 * MARGIN) * BLOCK
     scratch = torch.empty(workers, slab + extra)
-
-    def run(i):
-        pointers = [scratch[i].data_ptr()] + ([scratch[i, slab:].data_ptr()] if extra else [])
-        function(*args, *pointers, bounds[i], bounds[i + 1])
-
-    futures = [_pool(os.getpid()).submit(run, i) for i in range(1, workers)]
-    run(0)
-    for future in futures:
-        future.result()
+    sizes = [scratch.stride(0)] + ([slab] if extra else [])
+    function(*args, scratch.data_ptr(), *sizes, workers)
 
 
-def _forward(inputs, kernels, bias, total):
-    """``bias + sum_t conv(inputs[t], kernel t)`` if ``total``, else each ``conv(x, kernel t)``."""
+def _forward(inputs, kernels, total):
+    """``bias + sum_t conv(inputs[t], kernel t)`` if ``total``, else each ``conv(x, kernel t)``
+    (``kernels.bias`` is the bias; None for zeros)."""
     n, c, h, w = inputs[0].shape
     outs = [torch.empty_like(inputs[0], memory_format=torch.channels_last)
             for _ in range(1 if total else len(kernels.packed))]
-    bias = kernels.pad(bias)  # held: the C code reads it through a raw pointer
+    # held: the C code reads it through a raw pointer
+    bias = inputs[0].new_zeros(kernels.padded) if kernels.bias is None else kernels.bias
     _run(inputs[0].shape, _library().depthwise_forward, _pointers(inputs), _pointers(outs),
          int(total), n, h, w, c, len(kernels.packed), _pointers(kernels.packed),
          *kernels.geometry(), bias.data_ptr())
     return outs
 
 
-def depthwise_conv_sum(x, kernels, bias):
+def depthwise_conv_sum(x, kernels, bias=None):
     """``bias`` plus the sum of stride-1 'same' depthwise convolutions of ``x``, in one pass.
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
-        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
-        bias (Tensor): Bias of shape ``(C, )``.
+        kernels (Sequence[Tensor] | PackedKernels): Kernels of shape ``(C, 1, kh, kw)``, all
+            sizes odd, or the same packed with their bias.
+        bias (Tensor, optional): Bias of shape ``(C, )``; None for packed kernels (which carry
+            theirs) or no bias. Defaults to None.
 
     Returns:
         Tensor | None: The channels-last output, or None where the kernels do not apply (see
@@ -419,7 +445,13 @@ def depthwise_conv_sum(x, kernels, bias):
     """
     if not available(x):
         return None
-    return _forward([x] * len(kernels), _Kernels(kernels), bias, total=True)[0]
+    if not isinstance(kernels, PackedKernels):
+        kernels = PackedKernels(kernels, bias)
+    elif bias is not None:
+        raise ValueError('packed kernels carry their bias; pass bias=None')
+    if kernels.channels != x.shape[1]:
+        raise ValueError(f'kernels for {kernels.channels} channels, input of {x.shape[1]}')
+    return _forward([x] * len(kernels.packed), kernels, total=True)[0]
 
 
 class _DepthwiseConvs(torch.autograd.Function):
@@ -427,9 +459,8 @@ class _DepthwiseConvs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, *kernels):
-        packed = _Kernels(kernels)
         ctx.save_for_backward(x, *kernels)
-        return tuple(_forward([x] * len(kernels), packed, x.new_zeros(x.shape[1]), total=False))
+        return tuple(_forward([x] * len(kernels), PackedKernels(kernels), total=False))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -439,8 +470,8 @@ class _DepthwiseConvs(torch.autograd.Function):
             memory_format=torch.channels_last) for g in grads]
         grad_x = None
         if ctx.needs_input_grad[0]:
-            flipped = _Kernels([k.flip(2, 3) for k in kernels])
-            grad_x = _forward(grads, flipped, x.new_zeros(x.shape[1]), total=True)[0]
+            flipped = PackedKernels([k.flip(2, 3) for k in kernels])
+            grad_x = _forward(grads, flipped, total=True)[0]
         return (grad_x, *_kernel_grads(x, grads, kernels, ctx.needs_input_grad[1:]))
 
 
@@ -448,7 +479,7 @@ def _kernel_grads(x, grads, kernels, needed):
     """The gradients of the kernels that need one (None for the others)."""
     if not any(needed):
         return [None] * len(kernels)
-    packed = _Kernels(kernels)
+    packed = PackedKernels(kernels)
     n, c, h, w = x.shape
     outs = [x.new_empty(a, b, packed.padded) for a, b in packed.taps]
     _run(x.shape, _library().depthwise_kernel_grad, x.data_ptr(), _pointers(grads),

@@ -10,7 +10,7 @@ training through it too. Elsewhere the same arithmetic runs through the plain fu
 import torch
 import torch.nn.functional as F
 
-from .depthwise_kernel import depthwise_conv_sum
+from .depthwise_kernel import PackedKernels, available, depthwise_conv_sum
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
@@ -115,7 +115,36 @@ def linear(x, weight, bias=None):
     return _OneDNNLinear.apply(x, weight, bias)
 
 
-def fused_depthwise_sum(x, kernels, biases):
+def pack_linear_weight(weight, rows):
+    """A linear weight reordered once into oneDNN's layout for :func:`fused_linear`.
+
+    Args:
+        weight (Tensor): Weight of shape ``(out_features, in_features)``.
+        rows (int): Expected number of input rows (a layout hint; any number works).
+
+    Returns:
+        Tensor: The oneDNN weight, usable only by :func:`fused_linear`.
+    """
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+
+
+class FusedDepthwiseKernels:
+    """Biased depthwise kernels to be summed by :func:`fused_depthwise_sum`, packed once.
+
+    Args:
+        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
+        biases (Sequence[Tensor]): One bias of shape ``(C, )`` per kernel.
+    """
+
+    def __init__(self, kernels, biases):
+        self.kernels = [kernel.detach() for kernel in kernels]
+        self.biases = [bias.detach() for bias in biases]
+        self.packed = None
+        if self.kernels[0].dtype == torch.float32:
+            self.packed = PackedKernels(self.kernels, sum(self.biases))
+
+
+def fused_depthwise_sum(x, fused):
     """The sum of stride-1, 'same'-padded depthwise convolutions of ``x``, each with its bias.
 
     Only valid where :func:`can_fuse` holds. A float32 channels-last ``x`` goes through the
@@ -125,16 +154,15 @@ def fused_depthwise_sum(x, kernels, biases):
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
-        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
-        biases (Sequence[Tensor]): One bias of shape ``(C, )`` per kernel.
+        fused (FusedDepthwiseKernels): The kernels and biases.
 
     Returns:
         Tensor: The output, shaped and laid out like ``x``.
     """
-    out = depthwise_conv_sum(x, kernels, sum(biases))
-    if out is not None:
-        return out
-    for kernel, bias in zip(kernels, biases):
+    if fused.packed is not None and available(x):
+        return depthwise_conv_sum(x, fused.packed)
+    out = None
+    for kernel, bias in zip(fused.kernels, fused.biases):
         padding = [kernel.shape[2] // 2, kernel.shape[3] // 2]
         args = (kernel, bias, padding, [1, 1], [1, 1], x.shape[1])
         if out is None:

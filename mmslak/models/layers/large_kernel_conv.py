@@ -5,7 +5,8 @@ from mmcv.cnn import build_norm_layer
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .depthwise_kernel import depthwise_convs
-from .fused_ops import can_fuse, fused_depthwise_sum
+from .fused_ops import FusedDepthwiseKernels, can_fuse, fused_depthwise_sum
+from .inference_cache import cached, clear_cache
 
 
 class DepthwiseConvBN(nn.Module):
@@ -23,6 +24,11 @@ class DepthwiseConvBN(nn.Module):
         self.conv = nn.Conv2d(
             channels, channels, kernel_size, padding=padding, groups=channels, bias=False)
         self.bn = build_norm_layer(norm_cfg, channels)[1]
+
+    def train(self, mode=True):
+        """Set the training mode and drop the cached inference weights."""
+        clear_cache(self)
+        return super().train(mode)
 
     def forward(self, x):
         return self.bn(self.conv(x))
@@ -70,7 +76,8 @@ class LargeKernelConv(nn.Module):
 
     Where the fused CPU kernels apply (inference, see :func:`~.fused_ops.can_fuse`) both forms
     compute that fused form in one call of :func:`~.fused_ops.fused_depthwise_sum`, the training
-    form folding its eval-mode BNs on the fly. Otherwise (training, or gradients wanted) the
+    form folding its eval-mode BNs; the folded, packed kernels are kept until a parameter or
+    BN statistic changes. Otherwise (training, or gradients wanted) the
     training form runs its convolutions through :func:`~.depthwise_kernel.depthwise_convs` on a
     float32 channels-last CPU input, which differentiates them far faster than oneDNN.
 
@@ -118,8 +125,10 @@ class LargeKernelConv(nn.Module):
 
     def forward(self, x):
         if self.fast_path and self._foldable() and can_fuse(x, self):
-            kernels, biases = zip(*self._fused_kernels())
-            return fused_depthwise_sum(x, kernels, biases)
+            sources = [*self.parameters(), *self.buffers()]
+            fused = cached(self, 'fused_kernels', sources,
+                           lambda: FusedDepthwiseKernels(*zip(*self._fused_kernels())))
+            return fused_depthwise_sum(x, fused)
         branches = self._branches()
         convs = None
         if self.fast_path and not self.deploy and not torch.is_autocast_enabled('cpu'):

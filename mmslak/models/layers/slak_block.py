@@ -2,7 +2,8 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .fused_ops import can_fuse, fused_linear, linear
+from .fused_ops import can_fuse, fused_linear, linear, pack_linear_weight
+from .inference_cache import cached, clear_cache
 from .large_kernel_conv import LargeKernelConv
 
 
@@ -12,8 +13,10 @@ class SLaKBlock(nn.Module):
     The ConvNeXt block with its 7 x 7 depthwise conv replaced by :class:`LargeKernelConv`. On a
     channels-last input the LayerNorm and MLP read the NHWC view of the activations without a
     copy. For inference on CPU (see :func:`~.fused_ops.can_fuse`) the first linear layer applies
-    the GELU and the second adds the shortcut in their epilogues; where gradients are wanted the
-    linear layers differentiate through oneDNN (:func:`~.fused_ops.linear`).
+    the GELU and the second, with the layer scale folded into it, adds the shortcut in their
+    epilogues, both with weights reordered once for oneDNN (kept until a parameter changes);
+    where gradients are wanted the linear layers differentiate through oneDNN
+    (:func:`~.fused_ops.linear`).
 
     Args:
         channels (int): Number of channels.
@@ -61,6 +64,11 @@ class SLaKBlock(nn.Module):
             if layer_scale_init_value > 0 else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
+    def train(self, mode=True):
+        """Set the training mode and drop the cached inference weights."""
+        clear_cache(self)
+        return super().train(mode)
+
     def forward(self, x):
         if self.fast_path and not self.training and can_fuse(x, self):
             return self._forward_fused(x)
@@ -78,10 +86,22 @@ class SLaKBlock(nn.Module):
     def _forward_fused(self, x):
         shortcut = x.permute(0, 2, 3, 1)
         y = self.norm(self.large_kernel(x).permute(0, 2, 3, 1))
-        y = fused_linear(y, self.pwconv1.weight, self.pwconv1.bias, gelu=self.act.approximate)
-        if self.gamma is None:
-            y = fused_linear(y, self.pwconv2.weight, self.pwconv2.bias, residual=shortcut)
-        else:
-            y = torch.addcmul(shortcut, fused_linear(y, self.pwconv2.weight, self.pwconv2.bias),
-                              self.gamma)
-        return y.permute(0, 3, 1, 2)
+        sources = [self.pwconv1.weight, self.pwconv2.weight, self.pwconv2.bias]
+        if self.gamma is not None:
+            sources.append(self.gamma)
+        fc1, fc2, fc2_bias = cached(self, 'fused_mlp', sources,
+                                    lambda: self._fused_mlp_weights(shortcut[..., 0].numel()))
+        y = fused_linear(y, fc1, self.pwconv1.bias, gelu=self.act.approximate)
+        return fused_linear(y, fc2, fc2_bias, residual=shortcut).permute(0, 3, 1, 2)
+
+    def _fused_mlp_weights(self, rows):
+        """The oneDNN weights of both linear layers and the second's bias, layer scale folded.
+
+        Args:
+            rows (int): Pixels per call, oneDNN's layout hint.
+        """
+        fc2, fc2_bias = self.pwconv2.weight, self.pwconv2.bias
+        if self.gamma is not None:
+            fc2, fc2_bias = fc2 * self.gamma[:, None], fc2_bias * self.gamma
+        return (pack_linear_weight(self.pwconv1.weight, rows), pack_linear_weight(fc2, rows),
+                fc2_bias.detach())
