@@ -1,0 +1,101 @@
+"""One-vs-rest binary cross-entropy on the confidences of a Gauss classifier."""
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from mmslak.registry import MODELS
+
+_REDUCTIONS = ('none', 'mean', 'sum')
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x < 0``, accurate near 0 and for very negative ``x``."""
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+@MODELS.register_module()
+class CentroidBCELoss(nn.Module):
+    """Binary cross-entropy of every class against the rest, on Gauss confidences.
+
+    Takes the log-confidences ``s_c = log p_c`` of :class:`CentroidClassifier` (the confidences
+    ``p_c = exp(s_c)`` are not normalised over the classes, so softmax cross-entropy does not
+    apply) and, per pixel of label ``y``, adds up ``-log p_y - sum_{c != y} log(1 - p_c)``: the
+    true class's confidence is pulled to 1, every other one to 0. Both terms are computed in log
+    space; the confidences are capped at ``1 - eps`` so that ``log(1 - p_c)`` stays finite.
+    Pixels labelled ``ignore_index`` add nothing, and a label outside ``[0, C)`` counts as a
+    negative for every class.
+
+    Args:
+        loss_weight (float): Weight of the loss. Defaults to 1.0.
+        reduction (str): ``'mean'`` (over the pixels that are not ignored), ``'sum'`` or
+            ``'none'`` (the per-pixel loss, ignored pixels 0). Defaults to ``'mean'``.
+        eps (float): Gap between the largest confidence used and 1. Defaults to 1e-6.
+        loss_name (str): Name in the logs; mmseg back-propagates only names starting with
+            ``loss_``. Defaults to ``'loss_centroid_bce'``.
+    """
+
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 reduction: str = 'mean',
+                 eps: float = 1e-6,
+                 loss_name: str = 'loss_centroid_bce'):
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}')
+        if not 0 < eps < 1:
+            raise ValueError(f'eps must be in (0, 1), got {eps}')
+        self.loss_weight = loss_weight
+        self.reduction = reduction
+        self.eps = eps
+        self._loss_name = loss_name
+
+    def forward(self,
+                log_confidences: torch.Tensor,
+                label: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                ignore_index: int = 255,
+                **kwargs) -> torch.Tensor:
+        """The weighted loss, with the arguments mmseg decode heads and pixel samplers pass.
+
+        Args:
+            log_confidences (Tensor): ``(N, C, H, W)`` log-confidences, at most 0.
+            label (Tensor): ``(N, H, W)`` class indices.
+            weight (Tensor, optional): ``(N, H, W)`` pixel weights (from a pixel sampler).
+            avg_factor (float, optional): Divisor of the ``'mean'`` reduction instead of the
+                number of pixels that are not ignored.
+            reduction_override (str, optional): Reduction for this call.
+            ignore_index (int): Label of the pixels to ignore. Defaults to 255.
+
+        Returns:
+            Tensor: The loss, a scalar unless the reduction is ``'none'``.
+        """
+        reduction = reduction_override or self.reduction
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}')
+        if log_confidences.dim() != 4 or label.shape != (log_confidences.shape[:1] +
+                                                         log_confidences.shape[2:]):
+            raise ValueError(f'expected (N, C, H, W) log-confidences and (N, H, W) labels, got '
+                             f'{tuple(log_confidences.shape)} and {tuple(label.shape)}')
+        log_conf = log_confidences.float().clamp(max=math.log1p(-self.eps))
+        classes = torch.arange(log_conf.size(1), device=label.device)
+        is_target = label[:, None] == classes[None, :, None, None]
+        loss = torch.where(is_target, -log_conf, -log1mexp(log_conf)).sum(1)
+        valid = label != ignore_index
+        if weight is not None:
+            loss = loss * weight
+        loss = torch.where(valid, loss, loss.new_zeros(()))
+        if reduction == 'sum':
+            loss = loss.sum()
+        elif reduction == 'mean':
+            divisor = valid.sum() if avg_factor is None else avg_factor
+            loss = loss.sum() / torch.clamp_min(torch.as_tensor(divisor, dtype=loss.dtype), 1)
+        return self.loss_weight * loss
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss in the logs."""
+        return self._loss_name

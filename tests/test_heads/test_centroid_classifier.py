@@ -1,0 +1,128 @@
+"""The Gauss classifier, its loss and the Gauss decode heads."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import init_default_scope
+
+from mmslak.models.heads import CentroidBCELoss, CentroidClassifier, GaussFCNHead, GaussUPerHead
+
+
+def direct_confidences(feats, centroids, gamma=1.):
+    """exp(-gamma ||phi - z_c||^2) pixel by pixel, without expanding the square."""
+    differences = feats[:, None] - centroids[None, :, :, None, None]
+    return torch.exp(-gamma * differences.pow(2).sum(2))
+
+
+@pytest.mark.parametrize('gamma', [1., 0.25])
+def test_output_is_the_gaussian_of_the_distance(gamma):
+    torch.manual_seed(0)
+    classifier = CentroidClassifier(6, 4, gamma=gamma, init_std=0.5)
+    feats = torch.randn(2, 6, 5, 7) * 0.5
+    expected = direct_confidences(feats, classifier.centroids.detach(), gamma)
+    torch.testing.assert_close(classifier.confidences(feats), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(classifier(feats), expected.log(), rtol=1e-4, atol=1e-5)
+    assert (classifier(feats) <= 0).all()
+
+
+def test_feature_at_a_centroid_is_certain():
+    classifier = CentroidClassifier(3, 2, init_std=1.)
+    feats = classifier.centroids.detach()[1][None, :, None, None].expand(1, 3, 2, 2)
+    confidences = classifier.confidences(feats)
+    torch.testing.assert_close(confidences[:, 1], torch.ones(1, 2, 2))
+    assert (confidences[:, 0] < 1).all()
+
+
+def test_half_precision_features_give_float32_distances():
+    classifier = CentroidClassifier(8, 3)
+    feats = torch.randn(1, 8, 4, 4)
+    out = classifier(feats.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, classifier(feats.bfloat16().float()))
+
+
+def test_gradients_reach_features_and_centroids():
+    torch.manual_seed(0)
+    classifier = CentroidClassifier(4, 3, init_std=0.3)
+    feats = (torch.randn(2, 4, 3, 3) * 0.3).requires_grad_()
+    classifier(feats).sum().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    assert classifier.centroids.grad is not None and classifier.centroids.grad.abs().sum() > 0
+    # d/dz_c of -||phi - z_c||^2 summed over pixels is 2 sum(phi - z_c).
+    expected = 2 * (feats.detach().sum((0, 2, 3))[None] - 18 * classifier.centroids.detach())
+    torch.testing.assert_close(classifier.centroids.grad, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_feature_channels_are_refused():
+    with pytest.raises(ValueError, match='shape'):
+        CentroidClassifier(4, 3)(torch.zeros(1, 5, 2, 2))
+    with pytest.raises(ValueError, match='gamma'):
+        CentroidClassifier(4, 3, gamma=0)
+
+
+def direct_bce(log_conf, label, ignore_index):
+    """Mean over non-ignored pixels of the summed per-class BCE of the confidences."""
+    valid = label != ignore_index
+    target = F.one_hot(label.clamp(max=log_conf.size(1) - 1), log_conf.size(1)).permute(0, 3, 1, 2)
+    loss = F.binary_cross_entropy(log_conf.exp(), target.float(), reduction='none').sum(1)
+    return loss[valid].mean()
+
+
+def test_loss_equals_binary_cross_entropy_and_skips_ignored_pixels():
+    torch.manual_seed(0)
+    log_conf = -torch.rand(2, 4, 3, 5) * 3 - 0.01
+    label = torch.randint(0, 4, (2, 3, 5))
+    label[0, 0, :3] = 255
+    loss = CentroidBCELoss()(log_conf, label, ignore_index=255)
+    torch.testing.assert_close(loss, direct_bce(log_conf, label, 255), rtol=1e-5, atol=1e-6)
+    changed = log_conf.clone()
+    changed[0, :, 0, :3] = -50.
+    assert CentroidBCELoss()(changed, label, ignore_index=255) == loss
+    per_pixel = CentroidBCELoss(loss_weight=2.)(log_conf, label, reduction_override='none')
+    assert per_pixel.shape == label.shape and (per_pixel[0, 0, :3] == 0).all()
+    torch.testing.assert_close(per_pixel.sum() / 2, loss * 27)
+
+
+def test_loss_is_finite_at_a_wrong_centroid():
+    log_conf = torch.tensor([0., -1e-9, -200.])[None, :, None, None].requires_grad_()
+    loss = CentroidBCELoss()(log_conf, torch.tensor([[[2]]]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(log_conf.grad).all()
+    assert CentroidBCELoss().loss_name.startswith('loss_')
+
+
+def test_loss_refuses_bad_arguments():
+    with pytest.raises(ValueError, match='reduction'):
+        CentroidBCELoss(reduction='max')
+    with pytest.raises(ValueError, match='labels'):
+        CentroidBCELoss()(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long))
+
+
+def test_heads_build_from_an_mmseg_config():
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    head = MODELS.build(
+        dict(type='mmslak.GaussUPerHead',
+             in_channels=[4, 8],
+             in_index=[0, 1],
+             channels=8,
+             pool_scales=(1, 2),
+             num_classes=3,
+             norm_cfg=dict(type='BN')))
+    aux = MODELS.build(
+        dict(type='mmslak.GaussFCNHead',
+             in_channels=8,
+             in_index=1,
+             channels=4,
+             num_classes=3,
+             loss_decode=dict(type='mmslak.CentroidBCELoss', loss_weight=0.4)))
+    assert isinstance(head, GaussUPerHead) and isinstance(aux, GaussFCNHead)
+    assert isinstance(head.conv_seg, CentroidClassifier) and head.conv_seg.in_channels == 8
+    assert isinstance(head.loss_decode, CentroidBCELoss)
+    centroids = head.conv_seg.centroids.detach().clone()
+    head.init_weights()  # mmseg's Normal init of conv_seg must leave the centroids alone
+    assert torch.equal(head.conv_seg.centroids, centroids) and (centroids >= 0).all()
+    feats = [torch.randn(2, 4, 16, 16), torch.randn(2, 8, 8, 8)]
+    assert head(feats).shape == (2, 3, 16, 16) and (head(feats) <= 0).all()
+    assert aux(feats).shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match='centroid per class'):
+        GaussFCNHead(in_channels=8, channels=4, num_classes=2, out_channels=1)
