@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
 from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 
 import mmslak

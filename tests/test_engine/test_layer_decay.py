@@ -3,8 +3,8 @@ import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
 
 import mmslak  # noqa: F401
-from mmslak.engine.optimizers.layer_decay_optim_wrapper_constructor import (
-    get_layer_id_layer_wise, get_layer_id_stage_wise)
+from mmslak.engine.optimizers.layer_decay_optim_wrapper_constructor import (get_layer_id_layer_wise,
+                                                                            get_layer_id_stage_wise)
 from mmslak.registry import MODELS
 
 
