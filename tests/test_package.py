@@ -2,6 +2,7 @@
 import pickle
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -51,9 +52,12 @@ class Toy(BaseModel):
 
 def toy_runner(work_dir, max_epochs, resume=False):
     torch.manual_seed(0)
+    # A name of its own: runners started within the same second would otherwise share their
+    # timestamp name and with it the message hub (the history of the first run).
     data = [dict(inputs=torch.randn(2), labels=torch.randn(1)) for _ in range(8)]
     return Runner(
         model=Toy(), work_dir=str(work_dir), resume=resume,
+        experiment_name=f'toy-{uuid.uuid4().hex}',
         train_dataloader=dict(dataset=data, batch_size=2, sampler=dict(type='DefaultSampler'),
                               collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
