@@ -47,18 +47,18 @@ _SOURCE = r'''
 static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
-/* Geometry of one pass: a kernel K[a][b][channels, stride Cp] with ka taps along the slab's
+/* Geometry of one pass: a kernel K[a][b][16] of one channel block with ka taps along the slab's
    contiguous axis p (extent P) and kb taps along q (extent Q, slab stride sq). */
 typedef struct { int P, Q, ka, kb; long sq; } pass_t;
 
 /* out[p, q] = (init ? init[p, q] : bias) + sum_ab K[a][b] x[p + a - pa, q + b - pb] over one
    16-channel slab; taps reading only padding are skipped, partly padded ones read the zero
    margins. (isp, isq) and (osp, osq) are the strides of init and out along p and q. */
-static void slide(pass_t g, const float* slab, const float* K, long Cp, const float* init,
+static void slide(pass_t g, const float* slab, const float* K, const float* init,
                   long isp, long isq, float* out, long osp, long osq, __m512 bias,
                   __mmask16 mask) {
     int pa = g.ka / 2, pb = g.kb / 2;
-    long ks = (long)g.kb * Cp;
+    long ks = (long)g.kb * 16;
     for (int q = 0; q < g.Q; ++q) {
         int b0 = imax(pb - q, 0), b1 = imin(g.Q + pb - q, g.kb);
         for (int p0 = 0; p0 < g.P; p0 += TILE) {
@@ -70,7 +70,7 @@ static void slide(pass_t g, const float* slab, const float* K, long Cp, const fl
                 acc[o] = init ? _mm512_load_ps(init + (p0 + o) * isp + q * isq) : bias;
             for (int b = b0; b < b1; ++b) {
                 const float* x = slab + (long)(p0 - pa) * 16 + (long)(q + b - pb) * g.sq;
-                const float* k = K + (long)b * Cp;
+                const float* k = K + (long)b * 16;
                 int a = a0;
                 for (; a + CHUNK <= a1; a += CHUNK) {
                     __m512 in[TILE + CHUNK - 1], w[CHUNK];
@@ -183,8 +183,8 @@ static pass_t geometry(slabs_t s, int H, int W, int ka, int kb, int vertical, co
 }
 
 /* Depthwise convolutions, stride 1, 'same' padding, NHWC float32, channel blocks [cb0, cb1) of
-   every image. Kernel t is K[t] = [Cp / 16][ka][kb][16] (each channel block's taps together, so
-   that they share no cache sets) with its ka taps along H if vertical[t], else
+   every image. Kernel t is K[t] = [Cp / 16][ka][kb][16] (each channel block's taps contiguous)
+   with its ka taps along H if vertical[t], else
    along W, and reads xs[t]. With sum, out[0] = bias + sum_t conv(xs[t], K[t]); otherwise
    out[t] = conv(xs[t], K[t]) (bias may then be zeros). scratch: 3 * (H + 14) * (W + 14) * 16. */
 static void forward_blocks(const float* const* xs, float* const* outs, int sum, int N, int H,
@@ -209,9 +209,9 @@ static void forward_blocks(const float* const* xs, float* const* outs, int sum, 
                 const float* k = K[t] + (long)cb * ka[t] * kb[t] * 16;
                 pass_t g = geometry(s, H, W, ka[t], kb[t], vertical[t], &slab);
                 if (vertical[t])
-                    slide(g, slab, k, 16, init, hs, 16, dst, dh, dw, b, direct ? mask : 0xFFFF);
+                    slide(g, slab, k, init, hs, 16, dst, dh, dw, b, direct ? mask : 0xFFFF);
                 else
-                    slide(g, slab, k, 16, init, 16, hs, dst, dw, dh, b, direct ? mask : 0xFFFF);
+                    slide(g, slab, k, init, 16, hs, dst, dw, dh, b, direct ? mask : 0xFFFF);
             }
         }
 }

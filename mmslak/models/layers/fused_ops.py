@@ -10,7 +10,7 @@ training through it too. Elsewhere the same arithmetic runs through the plain fu
 import torch
 import torch.nn.functional as F
 
-from .depthwise_kernel import PackedKernels, available, depthwise_conv_sum
+from .depthwise_kernel import PackedKernels, depthwise_conv_sum
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
@@ -159,9 +159,9 @@ def fused_depthwise_sum(x, fused):
     Returns:
         Tensor: The output, shaped and laid out like ``x``.
     """
-    if fused.packed is not None and available(x):
-        return depthwise_conv_sum(x, fused.packed)
-    out = None
+    out = None if fused.packed is None else depthwise_conv_sum(x, fused.packed)
+    if out is not None:
+        return out
     for kernel, bias in zip(fused.kernels, fused.biases):
         padding = [kernel.shape[2] // 2, kernel.shape[3] // 2]
         args = (kernel, bias, padding, [1, 1], [1, 1], x.shape[1])

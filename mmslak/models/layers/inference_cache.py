@@ -9,9 +9,9 @@ def cached(owner, name, sources, build):
     ``.to()``), when its storage moves (``.data =``) or when it is modified in place (an
     optimizer step, ``load_state_dict``), which bumps its version counter. The entry holds the
     sources themselves, so a freed tensor's address cannot be mistaken for its replacement.
-    In-place writes through ``.data`` bump no version counter: modules that cache drop their
-    entries in :meth:`train` (see :func:`clear_cache`), so such writes count from the next
-    ``.eval()``.
+    In-place writes through ``.data`` bump no version counter: modules that cache take
+    :class:`InferenceCacheMixin`, which drops their entries in ``train()``, so such writes count
+    from the next ``.eval()``.
 
     Args:
         owner (nn.Module): The module that keeps the entry.
@@ -33,10 +33,11 @@ def cached(owner, name, sources, build):
     return entry[1]
 
 
-def clear_cache(owner):
-    """Drop every entry :func:`cached` keeps on ``owner``.
+class InferenceCacheMixin:
+    """For modules that use :func:`cached`: switching the mode (``train()``, ``eval()``) drops
+    their entries."""
 
-    Args:
-        owner (nn.Module): The module.
-    """
-    owner.__dict__.pop('_inference_cache', None)
+    def train(self, mode=True):
+        """Set the training mode and drop the cached inference weights."""
+        self.__dict__.pop('_inference_cache', None)
+        return super().train(mode)

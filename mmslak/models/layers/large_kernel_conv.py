@@ -6,7 +6,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .depthwise_kernel import depthwise_convs
 from .fused_ops import FusedDepthwiseKernels, can_fuse, fused_depthwise_sum
-from .inference_cache import cached, clear_cache
+from .inference_cache import InferenceCacheMixin, cached
 
 
 class DepthwiseConvBN(nn.Module):
@@ -24,11 +24,6 @@ class DepthwiseConvBN(nn.Module):
         self.conv = nn.Conv2d(
             channels, channels, kernel_size, padding=padding, groups=channels, bias=False)
         self.bn = build_norm_layer(norm_cfg, channels)[1]
-
-    def train(self, mode=True):
-        """Set the training mode and drop the cached inference weights."""
-        clear_cache(self)
-        return super().train(mode)
 
     def forward(self, x):
         return self.bn(self.conv(x))
@@ -65,7 +60,7 @@ def _biased_depthwise_conv(kernel, bias):
     return conv
 
 
-class LargeKernelConv(nn.Module):
+class LargeKernelConv(InferenceCacheMixin, nn.Module):
     """SLaK's large depthwise kernel: decomposed k x s and s x k branches plus an s x s branch.
 
     With ``decompose=True`` the block computes ``vertical(x) + horizontal(x) + small(x)``, with

@@ -3,11 +3,11 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
 from .fused_ops import can_fuse, fused_linear, linear, pack_linear_weight
-from .inference_cache import cached, clear_cache
+from .inference_cache import InferenceCacheMixin, cached
 from .large_kernel_conv import LargeKernelConv
 
 
-class SLaKBlock(nn.Module):
+class SLaKBlock(InferenceCacheMixin, nn.Module):
     """A SLaK block: large-kernel depthwise conv, LayerNorm, MLP, layer scale, residual.
 
     The ConvNeXt block with its 7 x 7 depthwise conv replaced by :class:`LargeKernelConv`. On a
@@ -63,11 +63,6 @@ class SLaKBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((channels, ), float(layer_scale_init_value))) \
             if layer_scale_init_value > 0 else None
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-
-    def train(self, mode=True):
-        """Set the training mode and drop the cached inference weights."""
-        clear_cache(self)
-        return super().train(mode)
 
     def forward(self, x):
         if self.fast_path and not self.training and can_fuse(x, self):
