@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 import mmcv
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner, find_latest_checkpoint
 from rich.console import Console
@@ -62,6 +63,7 @@ def demo_config(demo, work_dir):
     return cfg
 
 
+@torch.no_grad()  # detections that carry gradients cannot be drawn
 def save_prediction_pictures(runner, out_dir, num_pictures):
     """Draw the trained model's predictions next to the ground truth for validation images."""
     written = []
