@@ -1,4 +1,5 @@
 """The fast paths of SLaK compute what the plain path computes, and the benchmark tool runs."""
+import copy
 import importlib
 import json
 import os.path as osp
@@ -40,9 +41,10 @@ def assert_outputs_close(outs, refs, atol):
         torch.testing.assert_close(out, ref, atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize('layer_scale', [0.5, 0.])  # 0: no gamma to fold
 @pytest.mark.parametrize('deploy', [False, True])
-def test_inference_matches_plain_path(deploy):
-    fast, plain = pair()
+def test_inference_matches_plain_path(deploy, layer_scale):
+    fast, plain = pair(layer_scale_init_value=layer_scale)
     fast.eval()
     plain.eval()
     if deploy:
@@ -260,6 +262,9 @@ def test_cached_inference_weights_follow_parameter_changes():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fast(x)  # fills the caches of the fused path
+        assert {'fused_mlp', 'fused_kernels'} <= {
+            name for module in fast.modules()
+            for name in module.__dict__.get('_inference_cache', {})}
         for model in (fast, plain):
             model.stages[0][0].pwconv2.weight.mul_(3)  # in place: bumps the version counter
             model.stages[1][0].large_kernel.vertical.bn.running_var.add_(1)
@@ -273,3 +278,21 @@ def test_cached_inference_weights_follow_parameter_changes():
             model.stages[2][1].gamma.data.mul_(2)
         fast.train().eval()
         assert_outputs_close(fast(x), plain(x), atol=1e-5)
+        for model in (fast, plain):  # new storage, then back to the old address's size
+            for param in model.stages[3][0].parameters():
+                param.data = param.data * 1.5
+                param.data = param.data.bfloat16().float()
+        assert_outputs_close(fast(x), plain(x), atol=1e-5)
+
+
+def test_a_model_with_cached_inference_weights_copies_and_pickles(tmp_path):
+    fast, _ = pair()
+    fast.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = fast(x)  # fills the caches with oneDNN tensors, which cannot be copied
+        copied = copy.deepcopy(fast)
+        torch.save(fast, tmp_path / 'model.pt')
+        loaded = torch.load(tmp_path / 'model.pt', weights_only=False)
+        for model in (fast, copied, loaded):
+            assert_outputs_close(model(x), expected, atol=0)

@@ -2,16 +2,29 @@
 import torch
 
 
+def _fingerprint(tensor):
+    """What identifies the contents of ``tensor``: the tensor itself, a view that keeps its
+    storage alive (so that no other tensor can take over its address) and its version counter
+    (inference tensors have none, and cannot be modified in place outside inference mode)."""
+    version = None if tensor.is_inference() else tensor._version
+    return tensor, tensor.detach(), version
+
+
+def _unchanged(old, new):
+    (old_tensor, old_view, old_version), (new_tensor, _, new_version) = old, new
+    return old_tensor is new_tensor and old_view.data_ptr() == new_tensor.data_ptr() and \
+        old_version == new_version
+
+
 def cached(owner, name, sources, build):
     """``build()``, computed once and kept on ``owner`` until one of ``sources`` changes.
 
     A source changes when it is replaced by another tensor (``load_state_dict(assign=True)``,
-    ``.to()``), when its storage moves (``.data =``) or when it is modified in place (an
-    optimizer step, ``load_state_dict``), which bumps its version counter. The entry holds the
-    sources themselves, so a freed tensor's address cannot be mistaken for its replacement.
-    In-place writes through ``.data`` bump no version counter: modules that cache take
-    :class:`InferenceCacheMixin`, which drops their entries in ``train()``, so such writes count
-    from the next ``.eval()``.
+    ``.to()``), when its storage moves (``.data =``; the entry keeps the old storage alive, so
+    a new one never has its address) or when it is modified in place (an optimizer step,
+    ``load_state_dict``), which bumps its version counter. In-place writes through ``.data``
+    bump no version counter: modules that cache take :class:`InferenceCacheMixin`, which drops
+    their entries in ``train()``, so such writes count from the next ``.eval()``.
 
     Args:
         owner (nn.Module): The module that keeps the entry.
@@ -22,12 +35,10 @@ def cached(owner, name, sources, build):
     Returns:
         Any: The value ``build`` returned for the current sources.
     """
-    key = [(tensor, tensor.data_ptr(), tensor._version) for tensor in sources]
+    key = [_fingerprint(tensor) for tensor in sources]
     entries = owner.__dict__.setdefault('_inference_cache', {})
     entry = entries.get(name)
-    if entry is None or len(entry[0]) != len(key) or any(
-            old is not new or old_ptr != new_ptr or old_version != new_version
-            for (old, old_ptr, old_version), (new, new_ptr, new_version) in zip(entry[0], key)):
+    if entry is None or len(entry[0]) != len(key) or not all(map(_unchanged, entry[0], key)):
         with torch.no_grad():
             entry = entries[name] = (key, build())
     return entry[1]
@@ -35,9 +46,19 @@ def cached(owner, name, sources, build):
 
 class InferenceCacheMixin:
     """For modules that use :func:`cached`: switching the mode (``train()``, ``eval()``) drops
-    their entries."""
+    their entries, and copies and pickles leave them out (oneDNN's packed weights can be
+    neither copied nor pickled; the copy rebuilds its own at its first inference)."""
 
     def train(self, mode=True):
-        """Set the training mode and drop the cached inference weights."""
+        """Set the training mode and drop the cached inference weights.
+
+        Args:
+            mode (bool): Training mode (True) or evaluation mode (False). Defaults to True.
+        """
         self.__dict__.pop('_inference_cache', None)
         return super().train(mode)
+
+    def __getstate__(self):
+        state = super().__getstate__()  # a copy of __dict__
+        state.pop('_inference_cache', None)
+        return state
