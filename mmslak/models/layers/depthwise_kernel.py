@@ -460,7 +460,8 @@ class _DepthwiseConvs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, *kernels):
         ctx.save_for_backward(x, *kernels)
-        return tuple(_forward([x] * len(kernels), PackedKernels(kernels), total=False))
+        ctx.packed = PackedKernels(kernels)  # its layout serves the kernel gradients too
+        return tuple(_forward([x] * len(kernels), ctx.packed, total=False))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -472,14 +473,20 @@ class _DepthwiseConvs(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             flipped = PackedKernels([k.flip(2, 3) for k in kernels])
             grad_x = _forward(grads, flipped, total=True)[0]
-        return (grad_x, *_kernel_grads(x, grads, kernels, ctx.needs_input_grad[1:]))
+        return (grad_x, *_kernel_grads(x, grads, ctx.packed, ctx.needs_input_grad[1:]))
 
 
-def _kernel_grads(x, grads, kernels, needed):
-    """The gradients of the kernels that need one (None for the others)."""
+def _kernel_grads(x, grads, packed, needed):
+    """The gradients of the kernels that need one (None for the others).
+
+    Args:
+        x (Tensor): The channels-last input of the forward pass.
+        grads (Sequence[Tensor]): The channels-last gradient of each kernel's output.
+        packed (PackedKernels): The kernels as packed for the forward pass (for their layout).
+        needed (Sequence[bool]): Which kernels need a gradient.
+    """
     if not any(needed):
-        return [None] * len(kernels)
-    packed = PackedKernels(kernels)
+        return [None] * len(needed)
     n, c, h, w = x.shape
     outs = [x.new_empty(a, b, packed.padded) for a, b in packed.taps]
     _run(x.shape, _library().depthwise_kernel_grad, x.data_ptr(), _pointers(grads),
