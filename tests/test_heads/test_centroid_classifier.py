@@ -95,6 +95,21 @@ def test_loss_refuses_bad_arguments():
         CentroidBCELoss(reduction='max')
     with pytest.raises(ValueError, match='labels'):
         CentroidBCELoss()(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long))
+    label = torch.tensor([[[0, 1, 255], [2, 0, 1]]])
+    with pytest.raises(ValueError, match=r'\[0, 2\).*\[2\]'):
+        CentroidBCELoss()(-torch.rand(1, 2, 2, 3), label, ignore_index=255)
+
+
+def test_loss_weights_pixels_and_takes_an_average_factor():
+    torch.manual_seed(0)
+    log_conf = -torch.rand(1, 3, 2, 4) * 3 - 0.01
+    label = torch.randint(0, 3, (1, 2, 4))
+    weight = torch.rand(1, 2, 4)
+    per_pixel = CentroidBCELoss()(log_conf, label, reduction_override='none')
+    weighted = CentroidBCELoss()(log_conf, label, weight=weight, avg_factor=5.)
+    torch.testing.assert_close(weighted, (per_pixel * weight).sum() / 5.)
+    total = CentroidBCELoss(reduction='sum')(log_conf, label, weight=weight)
+    torch.testing.assert_close(total, (per_pixel * weight).sum())
 
 
 def test_heads_build_from_an_mmseg_config():

@@ -103,3 +103,43 @@ def test_attack_refuses_bad_arguments(attack, tmp_path):
         attack.parse_args([GAUSS_DEMO, 'ckpt.pth', '--trials', '0'])
     with pytest.raises(FileNotFoundError, match='Checkpoint'):
         attack.main([GAUSS_DEMO, str(tmp_path / 'missing.pth')])
+
+
+class PixelChangeDetector:
+    """A stand-in segmentor: class 0 where a pixel differs from ``clean``, class 1 elsewhere."""
+
+    def __init__(self, clean):
+        self.clean = clean
+
+    def test_step(self, data):
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        return [
+            SegDataSample(pred_sem_seg=PixelData(
+                data=(image == self.clean).all(0, keepdim=True).long())) for image in data['inputs']
+        ]
+
+
+def test_attack_flips_exactly_the_perturbed_targets(attack):
+    from argparse import Namespace
+
+    import numpy as np
+    import torch
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    image = torch.full((3, 4, 5), 7, dtype=torch.uint8)
+    sample = dict(inputs=image,
+                  data_samples=SegDataSample(gt_sem_seg=PixelData(data=torch.ones(1, 4, 5).long())))
+    args = Namespace(targets_per_image=20, trials=30, batch_size=7, seed=3, device='cpu')
+    targets = attack.attack_image(PixelChangeDetector(image), sample, 2, args, ignore_index=255)
+    rows, cols, colours = attack.draw_trials(30, 4, 5, np.random.default_rng([3, 2, 0]))
+    first_hit = {}
+    for trial, (row, col, colour) in enumerate(zip(rows.tolist(), cols.tolist(), colours)):
+        if (colour != 7).any():
+            first_hit.setdefault((row, col), trial)
+    assert len(targets) == 20  # every pixel is correctly classified, so every one is a target
+    assert 0 < len(first_hit) < 20
+    for target in targets:
+        trial = first_hit.get((target['row'], target['col']))
+        assert target['success'] == (trial is not None)
+        assert target['first_success_trial'] == trial

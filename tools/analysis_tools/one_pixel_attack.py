@@ -9,7 +9,9 @@ preprocessor converts and normalises it, so it is a colour the image could have.
 attacked successfully when its predicted class differs from the clean one in at least one trial.
 
 The trials of an image are shared by its targets (they do not depend on the target) and
-evaluated ``--batch-size`` at a time; an image stops early once all its targets have flipped.
+evaluated ``--batch-size`` at a time, each batch with the clean image beside them, whose
+prediction in that same batch is what a flip is measured against (so that kernels chosen by
+batch size cannot pass for an attack); an image stops early once all its targets have flipped.
 Trials are drawn from ``(seed, image index)``, so two models attacked with the same seed face
 the same perturbations; targets from another stream of the same seed. The success rate comes
 with a 95% Wilson score interval, which treats the targets as independent; targets of one image
@@ -122,7 +124,8 @@ def load_model_and_dataset(args):
                          'one-pixel attack needs an mmseg (segmentation) config')
     init_default_scope('mmseg')
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    load_checkpoint(model, args.checkpoint, map_location='cpu', logger='silent')
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True,
+                    logger='silent')
     model.to(args.device).eval()
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     return model, dataset, model.decode_head.ignore_index
@@ -177,11 +180,13 @@ def attack_image(model, sample, index, args, ignore_index):
         if len(rows) == 0 or (first_success >= 0).all():
             break
         stop = min(start + args.batch_size, args.trials)
-        batch = image[None].repeat(stop - start, 1, 1, 1)
-        batch[torch.arange(stop - start), :, trial_rows[start:stop],
+        # The clean image rides along as the first of the batch: a flip is a change against
+        # it, not against a prediction made at another batch size (with other kernels).
+        batch = image[None].repeat(stop - start + 1, 1, 1, 1)
+        batch[torch.arange(1, stop - start + 1), :, trial_rows[start:stop],
               trial_cols[start:stop]] = colours[start:stop]
         preds = predict(model, batch.to(args.device), metainfo).cpu()
-        flipped = preds[:, rows, cols] != clean_pred[rows, cols]  # trials x targets
+        flipped = preds[1:, rows, cols] != preds[0, rows, cols]  # trials x targets
         new = (first_success < 0) & flipped.any(0)
         first_success[new] = start + flipped.int().argmax(0)[new]
     return [

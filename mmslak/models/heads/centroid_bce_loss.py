@@ -24,8 +24,8 @@ class CentroidBCELoss(nn.Module):
     apply) and, per pixel of label ``y``, adds up ``-log p_y - sum_{c != y} log(1 - p_c)``: the
     true class's confidence is pulled to 1, every other one to 0. Both terms are computed in log
     space; the confidences are capped at ``1 - eps`` so that ``log(1 - p_c)`` stays finite.
-    Pixels labelled ``ignore_index`` add nothing, and a label outside ``[0, C)`` counts as a
-    negative for every class.
+    Pixels labelled ``ignore_index`` add nothing; any other label outside ``[0, C)`` is an
+    error (as with mmseg's cross-entropy), e.g. a dataset that needs ``reduce_zero_label``.
 
     Args:
         loss_weight (float): Weight of the loss. Defaults to 1.0.
@@ -80,11 +80,16 @@ class CentroidBCELoss(nn.Module):
                                                          log_confidences.shape[2:]):
             raise ValueError(f'expected (N, C, H, W) log-confidences and (N, H, W) labels, got '
                              f'{tuple(log_confidences.shape)} and {tuple(label.shape)}')
+        valid = label != ignore_index
+        num_classes = log_confidences.size(1)
+        out_of_range = valid & ((label < 0) | (label >= num_classes))
+        if out_of_range.any():
+            raise ValueError(f'labels must be class indices in [0, {num_classes}) or the ignore '
+                             f'index {ignore_index}; got {label[out_of_range].unique().tolist()}')
         log_conf = log_confidences.float().clamp(max=math.log1p(-self.eps))
-        classes = torch.arange(log_conf.size(1), device=label.device)
+        classes = torch.arange(num_classes, device=label.device)
         is_target = label[:, None] == classes[None, :, None, None]
         loss = torch.where(is_target, -log_conf, -log1mexp(log_conf)).sum(1)
-        valid = label != ignore_index
         if weight is not None:
             loss = loss * weight
         loss = torch.where(valid, loss, loss.new_zeros(()))
