@@ -249,6 +249,19 @@ model = dict(
     assert 'training step' in capsys.readouterr().out
 
 
+def test_benchmark_floor_ratio_pairs_each_round_with_its_matmul_rate(benchmark):
+    row = ('mmslak', 'deploy', 'fp32')
+    times = {row: [1.0, 2.0, 3.0]}  # seconds per round
+    rates = {('fp32', 'torch.mm'): [100., 50., 100.], ('fp32', 'oneDNN'): [80., 60., 90.]}
+    args = benchmark.parse_args(['--batch', '1'])
+    result, = benchmark.summarise([row], times, {row: None}, {'deploy': 50e9}, rates, args)
+    # 100 GFLOP per round at 100, 60 and 100 GFLOP/s: floors of 1, 5/3 and 1 s
+    assert result['ratio_to_floor'] == pytest.approx(1.2)
+    assert result['floor_ms'] == pytest.approx(1000.)
+    assert benchmark.summarise_rates(rates) == {
+        'fp32': {'torch.mm': 100., 'oneDNN': 80., 'best': 100.}}
+
+
 def test_benchmark_help(benchmark, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(['--help'])

@@ -10,12 +10,14 @@ backbone forms swapped in place). Every row is a same-weights, same-process meas
 
 Each row reports the median, min and max over ``--runs`` timed runs (after ``--warmup``), the
 images per second at the median, the peak memory of one run, and two ratios: the plain row's
-median over this row's (speed-up), and this row's median over the floor. The floor is the time
-the row's dense arithmetic would take at the machine's matrix-multiply rate, both measured in
-this run: 2 x dense MACs (convolutions and linear layers, counted by
-``torch.utils.flop_counter``) / the GFLOP/s of a large matrix multiply. With ``--train-step``
-the rows time a forward, backward and optimizer step, and the floor counts 3x the forward MACs
-(forward, input gradients, weight gradients).
+median over this row's (speed-up), and the row's time over the floor. The floor is the time
+the row's dense arithmetic would take at the machine's matrix-multiply rate: 2 x dense MACs
+(convolutions and linear layers, counted by ``torch.utils.flop_counter``) / the GFLOP/s of a
+large matrix multiply (the faster of ``torch.mm`` and oneDNN). That matmul is timed in every
+round beside the rows, and the ratio is the median over the rounds of the row's time over
+that round's floor, so that a shared machine whose speed drifts gives a fair ratio. With
+``--train-step`` the rows time a forward, backward and optimizer step, and the floor counts
+3x the forward MACs (forward, input gradients, weight gradients).
 
 Peak memory: on CUDA, the growth of ``torch.cuda.max_memory_allocated`` over one run; on CPU,
 the growth of the process's resident set over one run (VmHWM, reset through
@@ -279,19 +281,13 @@ def peak_memory_mib(fn, device):
         return None
 
 
-def matmul_rates(device, dtype, size, repeats=3):
-    """Best GFLOP/s of a ``size``-square matmul per library (torch.mm; oneDNN on CPU)."""
+def matmul_fns(device, dtype, size):
+    """A ``size``-square matmul per library (torch.mm; oneDNN on CPU), to time the rate."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    candidates = {'torch.mm': lambda: torch.mm(a, b)}
+    fns = {'torch.mm': lambda: torch.mm(a, b)}
     if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
-        candidates['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(
-            a, b, None, 'none', [], '')
-    rates = {}
-    for name, fn in candidates.items():
-        fn()
-        best = min(timed(fn, device) for _ in range(repeats))
-        rates[name] = 2 * size**3 / best / 1e9
-    return rates
+        fns['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, 'none', [], '')
+    return fns
 
 
 def dtype_supported(device, dtype):
@@ -331,34 +327,78 @@ def plan_rows(args, device):
 
 
 def measure(workload, rows, args):
-    """Time the rows round-robin (so load changes hit them alike), then probe their memory."""
+    """Time the rows and the matmuls of the floor round-robin, then probe the rows' memory.
+
+    Every round times each row once and each library's matmul of every precision once, so a
+    change of the machine's speed (other load, clock) hits the rows and the floor alike.
+
+    Returns:
+        tuple[dict, dict, dict]: Seconds per round of each row, GFLOP/s per round of each
+        ``(precision, library)`` matmul, and the peak memory of each row.
+    """
     device = workload.device
     fns = {row: workload.step_fn(workload.variant(*row[:2]), DTYPES[row[2]]) for row in rows}
+    matmuls = {(dtype, lib): fn for dtype in sorted({row[2] for row in rows})
+               for lib, fn in matmul_fns(device, DTYPES[dtype], args.matmul_size).items()}
     times = {row: [] for row in rows}
+    rates = {key: [] for key in matmuls}
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task('timing', total=len(rows) * (args.warmup + args.runs))
         for run in range(args.warmup + args.runs):
+            for key, fn in matmuls.items():
+                seconds = timed(fn, device)
+                if run >= args.warmup:
+                    rates[key].append(2 * args.matmul_size**3 / seconds / 1e9)
             for row, fn in fns.items():
                 seconds = timed(fn, device)
                 if run >= args.warmup:
                     times[row].append(seconds)
                 progress.advance(task)
     memory = {row: peak_memory_mib(fn, device) for row, fn in fns.items()}
-    return times, memory
+    return times, rates, memory
+
+
+def round_rates(rates):
+    """Per precision, the matmul rate of each round: the fastest library's in that round."""
+    rounds = {}
+    for (dtype, _), values in rates.items():
+        best = rounds.setdefault(dtype, values)
+        rounds[dtype] = [max(a, b) for a, b in zip(best, values)]
+    return rounds
+
+
+def summarise_rates(rates):
+    """Per precision, the median GFLOP/s of each library's matmul and of the per-round best."""
+    summary = {}
+    for (dtype, lib), values in rates.items():
+        summary.setdefault(dtype, {})[lib] = statistics.median(values)
+    for dtype, values in round_rates(rates).items():
+        summary[dtype]['best'] = statistics.median(values)
+    return summary
 
 
 def summarise(rows, times, memory, macs, rates, args):
-    """One result dict per row, with the ratios to the plain row and to the floor."""
+    """One result dict per row, with the ratios to the plain row and to the floor.
+
+    The floor of a round is the row's dense FLOPs at that round's matmul rate; the ratio to
+    the floor is the median over the rounds of the row's time over its floor, and ``floor_ms``
+    the floor at the median rate.
+    """
     results = []
+    per_round = round_rates(rates)
     for impl, form, dtype in rows:
         ms = [t * 1e3 for t in times[impl, form, dtype]]
         median = statistics.median(ms)
-        floor = 2 * macs[form] * args.batch / rates[dtype]['best'] / 1e6
+        flop = 2 * macs[form] * args.batch
+        ratios = [
+            t * rate * 1e9 / flop for t, rate in zip(times[impl, form, dtype], per_round[dtype])
+        ]
         results.append(
             dict(impl=impl, form=form, dtype=dtype, median_ms=median, min_ms=min(ms),
                  max_ms=max(ms), images_per_s=args.batch / median * 1e3,
-                 peak_memory_mib=memory[impl, form, dtype], floor_ms=floor,
-                 ratio_to_floor=median / floor))
+                 peak_memory_mib=memory[impl, form, dtype],
+                 floor_ms=flop / statistics.median(per_round[dtype]) / 1e6,
+                 ratio_to_floor=statistics.median(ratios)))
     for result in results:
         plain = [r for r in results if r['impl'] == 'plain' and r['dtype'] == result['dtype']]
         result['speedup_vs_plain'] = plain[0]['median_ms'] / result['median_ms'] if plain else None
@@ -379,12 +419,6 @@ def format_table(results):
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return '\n'.join('  '.join(cell.rjust(width) for cell, width in zip(line, widths))
                      for line in lines)
-
-
-def best_rates(*measurements):
-    """Per library the best of several :func:`matmul_rates` measurements, and the best of all."""
-    rates = {lib: max(m[lib] for m in measurements) for lib in measurements[0]}
-    return dict(rates, best=max(rates.values()))
 
 
 def model_name(args):
@@ -408,7 +442,8 @@ def print_report(args, device, macs, rates, results):
         print(f'dense MACs per image, {form} form: {count / 1e9:.2f} G')
     for name, rate in rates.items():
         libs = ', '.join(f'{lib} {value:.0f}' for lib, value in rate.items() if lib != 'best')
-        print(f'{name} matmul rate ({args.matmul_size}^3): {rate["best"]:.0f} GFLOP/s ({libs})')
+        print(f'{name} matmul rate ({args.matmul_size}^3, median of the rounds): '
+              f'{rate["best"]:.0f} GFLOP/s ({libs})')
     print(format_table(results))
 
 
@@ -436,14 +471,9 @@ def main(argv=None):
     rows = plan_rows(args, device)
     forms = sorted({form for _, form, _ in rows})
     macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
-    dtypes = sorted({dtype for _, _, dtype in rows})
-    before = {name: matmul_rates(device, DTYPES[name], args.matmul_size) for name in dtypes}
-    times, memory = measure(workload, rows, args)
-    rates = {  # the best of before and after the rows, so a busy moment does not lower it
-        name: best_rates(before[name], matmul_rates(device, DTYPES[name], args.matmul_size))
-        for name in dtypes
-    }
+    times, rates, memory = measure(workload, rows, args)
     results = summarise(rows, times, memory, macs, rates, args)
+    rates = summarise_rates(rates)
     print_report(args, device, macs, rates, results)
     if args.json:
         write_json(args.json, args, device, macs, rates, results)
