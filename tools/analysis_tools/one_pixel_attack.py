@@ -109,6 +109,9 @@ def wilson_interval(successes, total, z=Z_95):
 def load_model_and_dataset(args):
     """The segmentor (eval mode, checkpoint loaded), its test set and its ignore index.
 
+    Args:
+        args (argparse.Namespace): The command line (config, checkpoint, cfg_options, device).
+
     Raises:
         FileNotFoundError: If the config or the checkpoint does not exist.
         ValueError: If the config is not an mmseg config.
@@ -133,14 +136,28 @@ def load_model_and_dataset(args):
 
 @torch.no_grad()
 def predict(model, images, metainfo):
-    """Predicted class maps (``B x H x W``, original image size) of ``uint8`` images."""
+    """Predicted class maps (``B x H x W``, original image size) of ``uint8`` images.
+
+    Args:
+        model (BaseSegmentor): The segmentor.
+        images (Tensor): ``B x 3 x H x W`` ``uint8`` images, as the test pipeline packs them.
+        metainfo (dict): Meta information of the clean image, shared by all of them.
+    """
     data_samples = [SegDataSample(metainfo=metainfo) for _ in range(len(images))]
     results = model.test_step(dict(inputs=list(images), data_samples=data_samples))
     return torch.stack([result.pred_sem_seg.data[0] for result in results])
 
 
 def sample_targets(clean_pred, gt, ignore_index, num_targets, rng):
-    """Up to ``num_targets`` distinct (row, column) pixels, uniform among the correct ones."""
+    """Up to ``num_targets`` distinct (row, column) pixels, uniform among the correct ones.
+
+    Args:
+        clean_pred (Tensor): ``H x W`` prediction on the clean image.
+        gt (Tensor): ``H x W`` ground truth.
+        ignore_index (int): Label of the pixels that are never targets.
+        num_targets (int): How many targets to draw at most.
+        rng (numpy.random.Generator): The random stream of the targets.
+    """
     correct = (clean_pred == gt) & (gt != ignore_index)
     candidates = torch.nonzero(correct.flatten()).flatten().numpy()
     chosen = rng.choice(candidates, size=min(num_targets, len(candidates)), replace=False)
@@ -149,7 +166,14 @@ def sample_targets(clean_pred, gt, ignore_index, num_targets, rng):
 
 
 def draw_trials(num_trials, height, width, rng):
-    """Rows, columns and ``uint8`` colours (``T x 3``) of the one-pixel perturbations."""
+    """Rows, columns and ``uint8`` colours (``T x 3``) of the one-pixel perturbations.
+
+    Args:
+        num_trials (int): Number of perturbations ``T``.
+        height (int): Image height.
+        width (int): Image width.
+        rng (numpy.random.Generator): The random stream of the trials.
+    """
     rows = torch.as_tensor(rng.integers(0, height, num_trials))
     cols = torch.as_tensor(rng.integers(0, width, num_trials))
     colours = torch.as_tensor(rng.integers(0, 256, (num_trials, 3)), dtype=torch.uint8)
@@ -158,6 +182,13 @@ def draw_trials(num_trials, height, width, rng):
 
 def attack_image(model, sample, index, args, ignore_index):
     """Attack the targets of one test image.
+
+    Args:
+        model (BaseSegmentor): The segmentor.
+        sample (dict): The test pipeline's output for the image (``inputs``, ``data_samples``).
+        index (int): Index of the image in the test set (seeds its targets and trials).
+        args (argparse.Namespace): The command line.
+        ignore_index (int): Label of the pixels that are never targets.
 
     Returns:
         list[dict]: Per target: image index, pixel, class, whether it flipped and the first
@@ -201,7 +232,13 @@ def attack_image(model, sample, index, args, ignore_index):
 
 
 def summarise(targets, args, num_images):
-    """Success rate, its Wilson interval and the attack settings."""
+    """Success rate, its Wilson interval and the attack settings.
+
+    Args:
+        targets (list[dict]): The per-target results of :func:`attack_image`.
+        args (argparse.Namespace): The command line.
+        num_images (int): Number of images attacked.
+    """
     if not targets:
         raise ValueError('No target pixel: the model classifies no pixel of the attacked images '
                          'correctly')
