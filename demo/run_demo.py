@@ -112,7 +112,7 @@ def print_summary(results):
         for metric in demo.metrics:
             before, after = (value[metric] * demo.to_percent for value in (untrained, trained))
             table.add_row(demo.name, metric, f'{before:.1f}', f'{after:.1f}', f'{minutes:.1f} min')
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)  # wide enough for one line a row
     for demo, (*_, pictures) in results.items():
         print(f'{demo.name}: prediction pictures in {osp.dirname(pictures[0])}')
 
