@@ -173,6 +173,26 @@ def test_bf16_inference_is_close_to_fp32():
         assert (out.float() - ref).abs().mean() < 0.05
 
 
+@pytest.mark.skipif(not fused_ops._ONEDNN or depthwise_kernel._library() is None,
+                    reason='needs oneDNN and the AVX-512 depthwise kernel')
+def test_bf16_depthwise_runs_the_float32_kernel(monkeypatch):
+    fast, _ = pair()
+    fast = fast.eval().to(torch.bfloat16)
+    x = torch.randn(1, 3, 64, 64).bfloat16()
+    widened = []
+    original = fused_ops.depthwise_conv_sum
+    monkeypatch.setattr(fused_ops, 'depthwise_conv_sum',
+                        lambda x, *args: widened.append(x.dtype) or original(x, *args))
+    with torch.no_grad():
+        outs = fast(x)
+        assert widened == [torch.float32] * 5  # one call per block, on the widened input
+        monkeypatch.setattr(fused_ops, 'available', lambda *args, **kwargs: False)
+        refs = fast.train().eval()(x)  # oneDNN's bfloat16 convolutions
+    for out, ref in zip(outs, refs):
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), ref.float(), atol=0.05, rtol=0)  # ~0.02 seen
+
+
 def test_fixture_deploy_fast_path_matches_training_form(fixture_arch, official_reference):
     def build(**kwargs):
         model = MODELS.build(dict(fixture_arch, init_cfg=dict(type='Pretrained',

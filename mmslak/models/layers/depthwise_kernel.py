@@ -346,9 +346,15 @@ def _library():
     return library
 
 
-def available(x):
-    """Whether the kernels apply to ``x``: float32, CPU, 4-D, channels-last, built here."""
-    return x.dtype == torch.float32 and x.device.type == 'cpu' and x.dim() == 4 and \
+def available(x, dtypes=(torch.float32, )):
+    """Whether the kernels apply to ``x``: CPU, 4-D, channels-last, built here.
+
+    Args:
+        x (Tensor): The input.
+        dtypes (Sequence[torch.dtype]): The dtypes accepted (the kernels compute in float32;
+            a caller that widens other inputs first names them). Defaults to float32.
+    """
+    return x.dtype in dtypes and x.device.type == 'cpu' and x.dim() == 4 and \
         x.is_contiguous(memory_format=torch.channels_last) and _library() is not None
 
 
