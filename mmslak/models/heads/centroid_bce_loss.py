@@ -23,7 +23,9 @@ class CentroidBCELoss(nn.Module):
     ``p_c = exp(s_c)`` are not normalised over the classes, so softmax cross-entropy does not
     apply) and, per pixel of label ``y``, adds up ``-log p_y - sum_{c != y} log(1 - p_c)``: the
     true class's confidence is pulled to 1, every other one to 0. Both terms are computed in log
-    space; the confidences are capped at ``1 - eps`` so that ``log(1 - p_c)`` stays finite.
+    space; the confidences are capped at ``1 - eps`` so that ``log(1 - p_c)`` stays finite
+    (a wrong class above the cap gets no gradient from its own term, whose gradient would be
+    about ``1 / eps`` there; the true class's term still moves the feature).
     Pixels labelled ``ignore_index`` add nothing; any other label outside ``[0, C)`` is an
     error (as with mmseg's cross-entropy), e.g. a dataset that needs ``reduce_zero_label``.
 
