@@ -340,6 +340,8 @@ def measure(workload, rows, args):
     fns = {row: workload.step_fn(workload.variant(*row[:2]), DTYPES[row[2]]) for row in rows}
     matmuls = {(dtype, lib): fn for dtype in sorted({row[2] for row in rows})
                for lib, fn in matmul_fns(device, DTYPES[dtype], args.matmul_size).items()}
+    for fn in matmuls.values():
+        fn()  # oneDNN's and MKL's first calls set up kernels and buffers
     times = {row: [] for row in rows}
     rates = {key: [] for key in matmuls}
     with Progress(console=Console(stderr=True), transient=True) as progress:
