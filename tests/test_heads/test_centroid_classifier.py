@@ -141,3 +141,28 @@ def test_heads_build_from_an_mmseg_config():
     assert aux(feats).shape == (2, 3, 8, 8)
     with pytest.raises(ValueError, match='centroid per class'):
         GaussFCNHead(in_channels=8, channels=4, num_classes=2, out_channels=1)
+
+
+def test_gauss_head_learns_to_separate_classes_through_mmseg_losses():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    torch.manual_seed(0)
+    head = GaussFCNHead(in_channels=6, channels=6, num_convs=0, concat_input=False,
+                        num_classes=3, dropout_ratio=0., gamma=0.5, centroid_std=0.3)
+    label = torch.randint(0, 3, (4, 16, 16))
+    label[:, :2] = 255  # ignored rows
+    means = torch.randn(3, 6) * 2
+    feats = means[label.clamp(max=2)].permute(0, 3, 1, 2) + 0.3 * torch.randn(4, 6, 16, 16)
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=target[None])) for target in label]
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = head.loss([feats], samples, train_cfg={})['loss_centroid_bce']
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    prediction = head([feats]).argmax(1)
+    valid = label != 255
+    assert losses[-1] < 0.2 * losses[0]
+    assert (prediction[valid] == label[valid]).float().mean() > 0.98
