@@ -2,18 +2,22 @@
 import torch
 
 
+def _version(tensor):
+    """The version counter of ``tensor``; inference tensors have none (and cannot be modified
+    in place outside inference mode)."""
+    return None if tensor.is_inference() else tensor._version
+
+
 def _fingerprint(tensor):
     """What identifies the contents of ``tensor``: the tensor itself, a view that keeps its
-    storage alive (so that no other tensor can take over its address) and its version counter
-    (inference tensors have none, and cannot be modified in place outside inference mode)."""
-    version = None if tensor.is_inference() else tensor._version
-    return tensor, tensor.detach(), version
+    storage alive (so that no other tensor can take over its address) and its version."""
+    return tensor, tensor.detach(), _version(tensor)
 
 
-def _unchanged(old, new):
-    (old_tensor, old_view, old_version), (new_tensor, _, new_version) = old, new
-    return old_tensor is new_tensor and old_view.data_ptr() == new_tensor.data_ptr() and \
-        old_version == new_version
+def _unchanged(fingerprint, tensor):
+    old_tensor, old_view, old_version = fingerprint
+    return old_tensor is tensor and old_view.data_ptr() == tensor.data_ptr() and \
+        old_version == _version(tensor)
 
 
 def cached(owner, name, sources, build):
@@ -35,12 +39,12 @@ def cached(owner, name, sources, build):
     Returns:
         Any: The value ``build`` returned for the current sources.
     """
-    key = [_fingerprint(tensor) for tensor in sources]
     entries = owner.__dict__.setdefault('_inference_cache', {})
     entry = entries.get(name)
-    if entry is None or len(entry[0]) != len(key) or not all(map(_unchanged, entry[0], key)):
+    if entry is None or len(entry[0]) != len(sources) or not all(
+            map(_unchanged, entry[0], sources)):
         with torch.no_grad():
-            entry = entries[name] = (key, build())
+            entry = entries[name] = ([_fingerprint(tensor) for tensor in sources], build())
     return entry[1]
 
 
