@@ -25,8 +25,7 @@ class DetectorStub:
     """Returns one box per image, computed from a parameter: it carries a gradient where
     gradients are enabled, as a detector's predictions do."""
 
-    def __init__(self, img_paths):
-        self.img_paths = img_paths
+    def __init__(self):
         self.scale = torch.nn.Parameter(torch.ones(()))
 
     def test_step(self, batch):
@@ -51,7 +50,7 @@ def test_prediction_pictures_are_drawn_without_gradients(run_demo, tmp_path):
         drawn.append(out_file)
 
     runner = SimpleNamespace(test_dataloader=[paths[:2], paths[2:]],
-                             model=DetectorStub(paths),
+                             model=DetectorStub(),
                              visualizer=SimpleNamespace(add_datasample=add_datasample))
     written = run_demo.save_prediction_pictures(runner, str(tmp_path / 'out'), num_pictures=2)
     assert written == drawn == [str(tmp_path / 'out' / f'image{i}.png') for i in range(2)]

@@ -5,8 +5,13 @@ import json
 import os.path as osp
 import subprocess
 import sys
+from argparse import Namespace
 
+import numpy as np
 import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
 from mmslak.datasets import make_tiny_datasets
 
@@ -112,8 +117,6 @@ class PixelChangeDetector:
         self.clean = clean
 
     def test_step(self, data):
-        from mmengine.structures import PixelData
-        from mmseg.structures import SegDataSample
         return [
             SegDataSample(pred_sem_seg=PixelData(
                 data=(image == self.clean).all(0, keepdim=True).long())) for image in data['inputs']
@@ -121,12 +124,6 @@ class PixelChangeDetector:
 
 
 def test_attack_flips_exactly_the_perturbed_targets(attack):
-    from argparse import Namespace
-
-    import numpy as np
-    import torch
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     image = torch.full((3, 4, 5), 7, dtype=torch.uint8)
     sample = dict(inputs=image,
                   data_samples=SegDataSample(gt_sem_seg=PixelData(data=torch.ones(1, 4, 5).long())))
