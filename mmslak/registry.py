@@ -5,8 +5,10 @@ mmpretrain reach the modules of this package as ``type='mmslak.<Name>'`` once ``
 (``custom_imports=dict(imports=['mmslak'])``), and ``locations`` let mmengine import them lazily.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmslak', locations=['mmslak.models'])
@@ -16,3 +18,13 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     scope='mmslak',
     locations=['mmslak.engine.optimizers'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmslak', locations=['mmslak.engine.hooks'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper',
+    parent=MMENGINE_MODEL_WRAPPERS,
+    scope='mmslak',
+    locations=['mmslak.engine.model_wrappers'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope='mmslak',
+    locations=['mmslak.engine.optimizers'])

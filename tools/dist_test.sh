@@ -4,7 +4,7 @@ set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
-torchrun \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \
     --node_rank="${NODE_RANK:-0}" \
     --master_addr="${MASTER_ADDR:-127.0.0.1}" \

@@ -2,10 +2,9 @@
 import argparse
 import os
 
-import torch
 from mmengine.logging import print_log
 
-from mmslak.utils.run_config import add_common_args, build_runner, load_config, task_of
+from mmslak.utils.run_config import add_common_args, build_runner, enable_amp, load_config, task_of
 
 
 def parse_args(argv=None):
@@ -14,7 +13,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or from the latest one in the work dir if no path')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (CUDA)')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision: fp16 with dynamic loss scaling on '
+                        'CUDA, bfloat16 autocast on CPUs')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the real batch size (auto_scale_lr)')
     return parser.parse_args(argv)
@@ -24,11 +25,7 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args)
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise ValueError('--amp needs a CUDA device; this machine has none')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    enable_amp(cfg, force=args.amp)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')

@@ -4,7 +4,9 @@ _base_ = '../detection/faster-rcnn_slak-t_fpn_1x_voc0712.py'
 data_root = 'data/tiny/voc/VOCdevkit/'
 classes = ('bottle', 'chair', 'tvmonitor')
 width = 64
-norm_cfg = dict(type='BN', requires_grad=True)
+# SyncBN as in the recipes: one process runs it as BN (mmengine reverts it), CPU processes
+# synchronise it over gloo (mmslak.CPUDistributedDataParallel), GPUs with torch's SyncBN.
+norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     backbone=dict(
         arch=dict(_delete_=True, depths=[1, 1, 2, 1], dims=[16, 32, 64, 128]),

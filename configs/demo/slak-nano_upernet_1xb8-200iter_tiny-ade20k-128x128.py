@@ -6,7 +6,9 @@ crop_size = (128, 128)
 data_root = 'data/tiny/ade20k/ADEChallengeData2016'
 classes = ('wall', 'building', 'sky', 'floor', 'tree')
 palette = [[120, 120, 120], [180, 120, 120], [6, 230, 230], [80, 50, 50], [4, 200, 3]]
-norm_cfg = dict(type='BN', requires_grad=True)
+# SyncBN as in the recipes: one process runs it as BN (mmengine reverts it), CPU processes
+# synchronise it over gloo (mmslak.CPUDistributedDataParallel), GPUs with torch's SyncBN.
+norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),

@@ -1,9 +1,15 @@
 """Config preparation shared by ``tools/train.py`` and ``tools/test.py`` for mmdet and mmseg."""
+import logging
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
+
+from .cpu_distributed import init_cpu_process_group
 
 # default_scope of a config -> the task it runs and how its visualisation hook saves pictures.
 TASKS = {'mmseg': 'segmentation', 'mmdet': 'detection'}
@@ -72,6 +78,84 @@ def enable_visualization(cfg, show_dir=None, show=False, wait_time=2.):
             hook['test_out_dir'] = show_dir
 
 
+def cpu_model_wrapper_cfg(model_wrapper_cfg=None, find_unused_parameters=False):
+    """The model wrapper config of a data-parallel run on CPUs.
+
+    mmengine's ``MMDistributedDataParallel`` (the default, or named in the config) becomes
+    ``mmslak.CPUDistributedDataParallel`` with the same arguments; a subclass of that is kept.
+
+    Args:
+        model_wrapper_cfg (dict, optional): The config's ``model_wrapper_cfg``.
+        find_unused_parameters (bool): The config's ``find_unused_parameters``, used when there
+            is no ``model_wrapper_cfg`` (as mmengine does). Defaults to False.
+
+    Raises:
+        ValueError: If the config names another wrapper, which would need a GPU.
+    """
+    if model_wrapper_cfg is None:
+        model_wrapper_cfg = dict(broadcast_buffers=False,
+                                 find_unused_parameters=find_unused_parameters)
+    wrapper_cfg = dict(model_wrapper_cfg)
+    cpu_wrapper = MODEL_WRAPPERS.get('mmslak.CPUDistributedDataParallel')
+    wrapper = MODEL_WRAPPERS.get(wrapper_cfg.get('type', 'MMDistributedDataParallel'))
+    if wrapper is MMDistributedDataParallel:
+        wrapper_cfg['type'] = 'mmslak.CPUDistributedDataParallel'
+    elif wrapper is None or not issubclass(wrapper, cpu_wrapper):
+        raise ValueError(f"model_wrapper_cfg type {wrapper_cfg['type']!r} cannot wrap a model "
+                         'on the CPU; without CUDA use mmslak.CPUDistributedDataParallel (or '
+                         'leave model_wrapper_cfg unset)')
+    wrapper_cfg.pop('device_ids', None)
+    return wrapper_cfg
+
+
+def prepare_launcher(cfg):
+    """Make a ``--launcher`` run work on a machine without CUDA; GPU runs stay mmengine's.
+
+    Without CUDA the processes join a gloo process group before the runner would select a
+    CUDA device, and the model is wrapped by ``mmslak.CPUDistributedDataParallel`` (no device
+    ids, SyncBN layers synchronised over gloo).
+
+    Args:
+        cfg (Config): The config (its ``launcher`` set); changed in place.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    init_cpu_process_group(cfg.launcher, dist_cfg.get('timeout'))
+    cfg.model_wrapper_cfg = cpu_model_wrapper_cfg(cfg.get('model_wrapper_cfg'),
+                                                  cfg.get('find_unused_parameters', False))
+
+
+def enable_amp(cfg, force=False):
+    """Mixed precision for the machine: fp16 with dynamic loss scaling on CUDA, bf16 on CPUs.
+
+    With ``force`` (``tools/train.py --amp``) the optimizer wrapper becomes ``AmpOptimWrapper``
+    on CUDA. On a machine without CUDA, where ``AmpOptimWrapper`` cannot run, a forced run or a
+    config asking for ``AmpOptimWrapper`` trains with ``mmslak.CPUAmpOptimWrapper`` (bfloat16
+    autocast, no loss scaling), which is logged.
+
+    Args:
+        cfg (Config): The config; changed in place.
+        force (bool): Turn mixed precision on even if the config does not ask for it.
+            Defaults to False.
+    """
+    wrapper = cfg.optim_wrapper
+    if torch.cuda.is_available():
+        if force:
+            wrapper.type = 'AmpOptimWrapper'
+            wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if not force and wrapper.get('type') != 'AmpOptimWrapper':
+        return
+    print_log('Mixed precision without CUDA: training with mmslak.CPUAmpOptimWrapper (bfloat16 '
+              'autocast, no loss scaling)', logger='current', level=logging.WARNING)
+    wrapper.pop('loss_scale', None)
+    wrapper.update(type='mmslak.CPUAmpOptimWrapper', dtype='bfloat16')
+
+
 def build_runner(cfg):
-    """Build the config's runner (``runner_type`` if it names one)."""
+    """Build the config's runner (``runner_type`` if it names one), after
+    :func:`prepare_launcher`."""
+    prepare_launcher(cfg)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
