@@ -1,4 +1,5 @@
-"""Every config under configs/ parses, builds its model and predicts on a small input."""
+"""Every config under configs/ parses, builds its model (SyncBN throughout) and predicts on a
+small input."""
 import glob
 import os.path as osp
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -50,6 +52,11 @@ def test_config_builds_and_predicts(path):
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(cfg.model).eval()
         assert type(model.backbone).__name__ == 'SLaK'
+        # every BN is SyncBN: synchronised across the processes of a data-parallel run (torch's
+        # SyncBatchNorm on GPUs, mmslak.CPUSyncBatchNorm on CPUs), BN in one process
+        norms = {type(module).__name__ for module in model.modules()
+                 if isinstance(module, _BatchNorm)}
+        assert norms == {'SyncBatchNorm'}
         with torch.no_grad():
             if scope == 'mmseg':
                 predict_segmentation(model, (64, 96))

@@ -1,8 +1,24 @@
 """Batch normalisation synchronised across the processes of a CPU (gloo) data-parallel run."""
 import torch
 import torch.distributed as dist
-from torch.distributed.nn.functional import all_reduce
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """All-reduce (sum) whose gradient is the all-reduced sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor, group):
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        total = grad.clone()
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
 
 
 def _channel_shape(x):
@@ -77,8 +93,7 @@ class CPUSyncBatchNorm(_BatchNorm):
         local = torch.stack([torch.full_like(local_mean, count), local_mean, local_m2])
         # each process writes its own slot: the sum over processes is a differentiable gather
         stats = stats.index_put((torch.tensor([rank]), ), local[None])
-        counts, means, m2s = all_reduce(stats, group=self.process_group or dist.group.WORLD) \
-            .unbind(1)
+        counts, means, m2s = _SumOverProcesses.apply(stats, self.process_group).unbind(1)
         total = counts.sum(0)
         mean = (counts * means).sum(0) / total
         m2 = m2s.sum(0) + (counts * (means - mean).square()).sum(0)
