@@ -3,8 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
+from torch._subclasses.fake_tensor import FakeTensorMode
 
-from mmslak.models.heads import CentroidBCELoss, CentroidClassifier, GaussFCNHead, GaussUPerHead
+from mmslak.models.heads import (CentroidBCELoss, CentroidClassifier, GaussFCNHead, GaussUPerHead,
+                                 centroid_bce_loss)
 
 
 def direct_confidences(feats, centroids, gamma=1.):
@@ -98,6 +100,49 @@ def test_loss_refuses_bad_arguments():
     label = torch.tensor([[[0, 1, 255], [2, 0, 1]]])
     with pytest.raises(ValueError, match=r'\[0, 2\).*\[2\]'):
         CentroidBCELoss()(-torch.rand(1, 2, 2, 3), label, ignore_index=255)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(), dict(reduction_override='sum'), dict(reduction_override='none'),
+    dict(avg_factor=3.), dict(avg_factor=torch.tensor(3., device='meta'))],
+    ids=['mean', 'sum', 'none', 'avg_factor', 'tensor_avg_factor'])
+def test_loss_reads_nothing_back_on_meta_tensors(kwargs):
+    """Meta tensors have no values: ``.item()``, ``bool()`` or a boolean mask raise on them, so
+    the loss and its gradient computing there proves they never wait for a GPU."""
+    log_conf = torch.empty(2, 4, 3, 5, device='meta', requires_grad=True)
+    label = torch.empty(2, 3, 5, dtype=torch.long, device='meta')
+    with pytest.raises(RuntimeError, match='meta'):
+        bool(label.any())  # what the loss must never do
+    loss = CentroidBCELoss()(log_conf, label, weight=torch.empty(2, 3, 5, device='meta'),
+                             **kwargs)
+    loss.sum().backward()
+    assert loss.device.type == 'meta' and log_conf.grad.shape == log_conf.shape
+    assert loss.shape == (label.shape if kwargs.get('reduction_override') == 'none' else ())
+
+
+def test_loss_asserts_labels_on_the_device_where_it_must_not_wait(monkeypatch):
+    """On CUDA the labels are checked by ``torch._assert_async``; its CPU kernel, which raises
+    at once, runs the same check here."""
+    monkeypatch.setattr(centroid_bce_loss, '_ASYNC_ASSERT_DEVICES', ('cpu', ))
+    log_conf = -torch.rand(1, 2, 2, 3)
+    label = torch.tensor([[[0, 1, 255], [1, 0, 1]]])
+    loss = CentroidBCELoss()(log_conf, label)
+    torch.testing.assert_close(loss, direct_bce(log_conf, label, 255))
+    label[0, 1, 2] = 2
+    with pytest.raises(RuntimeError, match=r'\[0, 2\) or the ignore index 255'):
+        CentroidBCELoss()(log_conf, label)
+
+
+def test_classifier_reads_nothing_back():
+    """Fake tensors have no values and raise where one is read (``.item()``, ``bool()``, a
+    boolean mask). Meta tensors would do, but autocast knows no 'meta' device."""
+    classifier = CentroidClassifier(6, 4)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        feats = torch.empty(2, 6, 5, 7, requires_grad=True)
+        out = classifier(feats.bfloat16())
+        out.sum().backward()
+    assert out.shape == (2, 4, 5, 7) and out.dtype == torch.float32
+    assert feats.grad.shape == feats.shape and classifier.centroids.grad.shape == (4, 6)
 
 
 def test_loss_weights_pixels_and_takes_an_average_factor():

@@ -8,11 +8,39 @@ import torch.nn as nn
 from mmslak.registry import MODELS
 
 _REDUCTIONS = ('none', 'mean', 'sum')
+# devices where torch._assert_async checks without waiting (a no-op on meta tensors)
+_ASYNC_ASSERT_DEVICES = ('cuda', 'meta')
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(x))`` for ``x < 0``, accurate near 0 and for very negative ``x``."""
     return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def _check_labels(label, valid, num_classes, ignore_index):
+    """Refuse labels outside ``[0, num_classes)`` that are not ``ignore_index``.
+
+    Raising needs the answer on the host, a wait for the device at every step; so where
+    ``torch._assert_async`` has a kernel (CUDA) the check stays on the device and a bad label
+    fails the way it does in mmseg's cross-entropy there, as a device-side assert at a later
+    synchronisation, which ends the process. Elsewhere (CPU) it raises at once.
+
+    Args:
+        label (Tensor): ``(N, H, W)`` class indices.
+        valid (Tensor): ``(N, H, W)`` mask of the pixels that are not ignored.
+        num_classes (int): Number of classes.
+        ignore_index (int): Label of the pixels to ignore.
+
+    Raises:
+        ValueError: If a label on a synchronous device is out of range.
+    """
+    out_of_range = valid & ((label < 0) | (label >= num_classes))
+    message = f'labels must be class indices in [0, {num_classes}) or the ignore index ' \
+        f'{ignore_index}'
+    if label.device.type in _ASYNC_ASSERT_DEVICES:
+        torch._assert_async(~out_of_range.any(), message)
+    elif out_of_range.any():
+        raise ValueError(f'{message}; got {label[out_of_range].unique().tolist()}')
 
 
 @MODELS.register_module()
@@ -27,7 +55,9 @@ class CentroidBCELoss(nn.Module):
     (a wrong class above the cap gets no gradient from its own term, whose gradient would be
     about ``1 / eps`` there; the true class's term still moves the feature).
     Pixels labelled ``ignore_index`` add nothing; any other label outside ``[0, C)`` is an
-    error (as with mmseg's cross-entropy), e.g. a dataset that needs ``reduce_zero_label``.
+    error (as with mmseg's cross-entropy), e.g. a dataset that needs ``reduce_zero_label``: a
+    ``ValueError`` on CPU, a device-side assert on a GPU, where the loss never waits for the
+    device.
 
     Args:
         loss_weight (float): Weight of the loss. Defaults to 1.0.
@@ -84,10 +114,7 @@ class CentroidBCELoss(nn.Module):
                              f'{tuple(log_confidences.shape)} and {tuple(label.shape)}')
         valid = label != ignore_index
         num_classes = log_confidences.size(1)
-        out_of_range = valid & ((label < 0) | (label >= num_classes))
-        if out_of_range.any():
-            raise ValueError(f'labels must be class indices in [0, {num_classes}) or the ignore '
-                             f'index {ignore_index}; got {label[out_of_range].unique().tolist()}')
+        _check_labels(label, valid, num_classes, ignore_index)
         log_conf = log_confidences.float().clamp(max=math.log1p(-self.eps))
         classes = torch.arange(num_classes, device=label.device)
         is_target = label[:, None] == classes[None, :, None, None]

@@ -23,12 +23,13 @@ def _unchanged(fingerprint, tensor):
 def cached(owner, name, sources, build):
     """``build()``, computed once and kept on ``owner`` until one of ``sources`` changes.
 
-    A source changes when it is replaced by another tensor (``load_state_dict(assign=True)``,
-    ``.to()``), when its storage moves (``.data =``; the entry keeps the old storage alive, so
-    a new one never has its address) or when it is modified in place (an optimizer step,
+    A source changes when it is replaced by another tensor (``load_state_dict(assign=True)``),
+    when its storage moves (``.data =``; the entry keeps the old storage alive, so a new one
+    never has its address) or when it is modified in place (an optimizer step,
     ``load_state_dict``), which bumps its version counter. In-place writes through ``.data``
     bump no version counter: modules that cache take :class:`InferenceCacheMixin`, which drops
-    their entries in ``train()``, so such writes count from the next ``.eval()``.
+    their entries in ``train()`` (so such writes count from the next ``.eval()``) and in
+    ``.to()`` and the other conversions.
 
     Args:
         owner (nn.Module): The module that keeps the entry.
@@ -49,7 +50,8 @@ def cached(owner, name, sources, build):
 
 
 class InferenceCacheMixin:
-    """For modules that use :func:`cached`: switching the mode (``train()``, ``eval()``) drops
+    """For modules that use :func:`cached`: switching the mode (``train()``, ``eval()``) or
+    converting the tensors (``.to()``, ``.cuda()``, ``.half()``: any ``nn.Module._apply``) drops
     their entries, and copies and pickles leave them out (oneDNN's packed weights can be
     neither copied nor pickled; the copy rebuilds its own at its first inference)."""
 
@@ -61,6 +63,20 @@ class InferenceCacheMixin:
         """
         self.__dict__.pop('_inference_cache', None)
         return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        """Convert the tensors with ``fn`` and drop the cached inference weights.
+
+        The entries hold views of the old tensors: kept, they would hold a full copy of the
+        weights until the next lookup, which never comes on a device without the fused CPU
+        kernels. The parent's ``_apply`` calls each child's, so a converted model keeps none.
+
+        Args:
+            fn (Callable[[Tensor], Tensor]): The conversion of each parameter and buffer.
+            recurse (bool): Whether to convert the children too. Defaults to True.
+        """
+        self.__dict__.pop('_inference_cache', None)
+        return super()._apply(fn, recurse)
 
     def __getstate__(self):
         state = super().__getstate__()  # a copy of __dict__

@@ -51,10 +51,12 @@ def _pad_to(kernel, height, width):
 
 
 def _biased_depthwise_conv(kernel, bias):
-    """An ``nn.Conv2d`` holding a fused depthwise kernel and its bias."""
+    """An ``nn.Conv2d`` holding a fused depthwise kernel and its bias, on the kernel's device
+    and in its dtype (a model switched on a GPU or in float64 must stay there)."""
     channels, _, height, width = kernel.shape
     conv = nn.Conv2d(
-        channels, channels, (height, width), padding=(height // 2, width // 2), groups=channels)
+        channels, channels, (height, width), padding=(height // 2, width // 2), groups=channels,
+        device=kernel.device, dtype=kernel.dtype)
     conv.weight.data.copy_(kernel)
     conv.bias.data.copy_(bias)
     return conv
