@@ -39,6 +39,41 @@ def test_downstream_registries_reach_the_backbone(scope):
     assert type(backbone).__name__ == 'SLaK'
 
 
+WITHOUT_DOWNSTREAM = """
+import sys
+for name in ('mmseg', 'mmdet', 'mmcv.ops', 'mmcv._ext'):
+    sys.modules[name] = None  # any import of these now fails
+import torch
+import mmslak
+from mmslak.models.heads import CentroidClassifier
+from mmslak.registry import HOOKS, MODELS
+backbone = MODELS.build(dict(type='mmslak.SLaK', arch=dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]),
+                             kernel_size=[7, 7, 7, 7, 3], sparse=True))
+features = backbone(torch.randn(2, 3, 32, 32))
+logits = CentroidClassifier(features[0].shape[1], 3)(features[0])
+loss = MODELS.build(dict(type='mmslak.CentroidBCELoss'))(logits, torch.zeros(2, 8, 8).long())
+assert torch.isfinite(loss) and HOOKS.get('SparseMaskHook') is not None
+assert MODELS.get('GaussUPerHead') is None
+print(sorted(name for name, module in sys.modules.items()
+             if module is not None and name.split('.')[0] in ('mmseg', 'mmdet', 'mmcv')))
+"""
+
+
+def test_backbone_and_classifier_need_no_mmseg_mmdet_or_mmcv_ops():
+    result = subprocess.run([sys.executable, '-c', WITHOUT_DOWNSTREAM], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.strip().splitlines()[-1]
+    assert "'mmcv.cnn'" in loaded and 'mmseg' not in loaded and 'mmdet' not in loaded
+    assert "'mmcv.ops'" not in loaded
+
+
+def test_gauss_heads_are_registered_where_mmseg_is():
+    from mmslak.models.heads import GaussFCNHead, GaussUPerHead
+    assert MODELS.get('GaussUPerHead') is GaussUPerHead
+    assert MODELS.get('GaussFCNHead') is GaussFCNHead
+
+
 class Toy(BaseModel):
 
     def __init__(self):

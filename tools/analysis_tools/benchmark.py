@@ -8,6 +8,16 @@ backbone forms swapped in place). Every row is a same-weights, same-process meas
 * ``mmslak``: the mmslak backbone in its training form, and in its deploy form after
   ``switch_to_deploy()``.
 
+Each mmslak row is timed in every requested precision (``--dtype``) and input layout
+(``--memory-format``); the plain reference runs NCHW, as the official code does, in each
+precision. Precisions: ``fp32``; ``fp16`` and ``bf16``, the model and input cast (inference
+only); ``amp-fp16`` and ``amp-bf16``, a float32 model under ``torch.autocast``, whose training
+step scales the fp16 loss with a ``torch.amp.GradScaler`` as mmengine's ``AmpOptimWrapper``
+does. ``channels_last`` converts the input and the 4-D weights. A precision the device lacks
+natively is skipped with the reason printed: on a CPU, bf16 needs oneDNN's AVX512-BF16 or AMX
+kernels and fp16 its AVX512-FP16 or AMX-FP16 ones. On CUDA PyTorch's defaults hold: float32
+convolutions may use TF32, matrix multiplies do not.
+
 Each row reports the median, min and max over ``--runs`` timed runs (after ``--warmup``), the
 images per second at the median, the peak memory of one run, and two ratios: the plain row's
 median over this row's (speed-up), and the row's time over the floor. The floor is the time
@@ -15,9 +25,10 @@ the row's dense arithmetic would take at the machine's matrix-multiply rate: 2 x
 (convolutions and linear layers, counted by ``torch.utils.flop_counter``) / the GFLOP/s of a
 large matrix multiply (the faster of ``torch.mm`` and oneDNN). That matmul is timed in every
 round beside the rows, and the ratio is the median over the rounds of the row's time over
-that round's floor, so that a shared machine whose speed drifts gives a fair ratio. With
-``--train-step`` the rows time a forward, backward and optimizer step, and the floor counts
-3x the forward MACs (forward, input gradients, weight gradients).
+that round's floor (of the precision the row computes in), so that a shared machine whose
+speed drifts gives a fair ratio. With ``--train-step`` the rows time a forward, backward and
+optimizer step, and the floor counts 3x the forward MACs (forward, input gradients, weight
+gradients).
 
 Peak memory: on CUDA, the growth of ``torch.cuda.max_memory_allocated`` over one run; on CPU,
 the growth of the process's resident set over one run (VmHWM, reset through
@@ -36,6 +47,7 @@ import json
 import platform
 import statistics
 import time
+from typing import NamedTuple
 
 import torch
 from mmengine.config import Config
@@ -49,7 +61,34 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmslak.models.backbones import SLaK
 from mmslak.registry import MODELS
 
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+class Precision(NamedTuple):
+    """How a row computes: in ``dtype``, by casting the model or by autocast over float32."""
+    dtype: torch.dtype
+    autocast: bool
+
+
+PRECISIONS = {
+    'fp32': Precision(torch.float32, False),
+    'fp16': Precision(torch.float16, False),
+    'bf16': Precision(torch.bfloat16, False),
+    'amp-fp16': Precision(torch.float16, True),
+    'amp-bf16': Precision(torch.bfloat16, True),
+}
+MEMORY_FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
+class Row(NamedTuple):
+    """One timed variant; the plain reference always runs NCHW."""
+    impl: str
+    form: str
+    dtype: str
+    memory_format: str = 'nchw'
+
+
+def matmul_key(precision):
+    """The precision whose matmul rate is a row's floor: the one it computes in."""
+    return precision.removeprefix('amp-')
 
 
 def parse_args(argv=None):
@@ -65,9 +104,12 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=1, help='images per batch (default: 1)')
     parser.add_argument('--form', choices=['train', 'deploy', 'both'], default='both',
                         help='mmslak forms to time (default: both)')
-    parser.add_argument('--dtype', nargs='+', choices=sorted(DTYPES), default=['fp32'],
-                        help='precisions; bf16 casts the model for inference and autocasts a '
-                        'training step (default: fp32)')
+    parser.add_argument('--dtype', nargs='+', choices=list(PRECISIONS), default=['fp32'],
+                        help='precisions: fp16 and bf16 cast model and input (inference only), '
+                        'amp-fp16 and amp-bf16 autocast a float32 model (default: fp32)')
+    parser.add_argument('--memory-format', nargs='+', choices=list(MEMORY_FORMATS),
+                        default=['nchw'], help='input (and 4-D weight) layouts of the mmslak '
+                        'rows; the plain reference stays NCHW (default: nchw)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--runs', type=int, default=10, help='timed runs (default: 10)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs (default: 2)')
@@ -86,6 +128,10 @@ def parse_args(argv=None):
         if args.form == 'deploy':
             parser.error('--train-step needs the training form (--form train)')
         args.form = 'train'
+    cast = [name for name in args.dtype if name != 'fp32' and not PRECISIONS[name].autocast]
+    if args.train_step and cast:
+        parser.error(f'--train-step keeps float32 weights; for {" ".join(cast)} time the mixed '
+                     f'precision rows instead: {" ".join("amp-" + name for name in cast)}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda, but CUDA is not available to this PyTorch')
     return args
@@ -133,11 +179,12 @@ class Workload:
                 backbone.switch_to_deploy()
         return model
 
-    def inputs(self, dtype):
-        """A random input batch, cast to ``dtype`` for a cast inference model."""
+    def inputs(self, precision, memory_format):
+        """A random input batch in ``memory_format``, cast for a cast inference model."""
         args = self.args
         x = torch.randn(args.batch, 3, *args.shape, device=self.device)
-        return x if args.train_step else x.to(dtype)
+        x = x.contiguous(memory_format=memory_format)
+        return x if precision.autocast else x.to(precision.dtype)
 
     @staticmethod
     def forward(model, x, samples):
@@ -153,27 +200,44 @@ class Workload:
             return sum(out.float().square().mean() for out in model(x))
         return model.parse_losses(model.loss(x, samples))[0]
 
-    def step_fn(self, model, dtype):
-        """The callable to time: an inference forward or a training step."""
-        x = self.inputs(dtype)
+    def step_fn(self, model, precision, memory_format='nchw'):
+        """The callable to time: an inference forward or a training step.
+
+        Args:
+            model (nn.Module): The variant to run, from :meth:`variant`.
+            precision (str): A key of :data:`PRECISIONS`.
+            memory_format (str): A key of :data:`MEMORY_FORMATS`. Defaults to ``'nchw'``.
+        """
+        precision, memory_format = PRECISIONS[precision], MEMORY_FORMATS[memory_format]
+        device_type, dtype, autocast = self.device.type, *precision
+        x = self.inputs(precision, memory_format)
         samples = None if isinstance(model, (SLaK, PlainSLaK)) else synthetic_samples(model, x)
+        weights_dtype = torch.float32 if autocast else dtype
+        model = model.to(self.device, weights_dtype).to(memory_format=memory_format)
         if not self.args.train_step:
-            model = model.to(self.device, dtype).eval()
+            model.eval()
 
             @torch.no_grad()
             def infer():
-                self.forward(model, x, samples)
+                with torch.autocast(device_type, dtype, enabled=autocast):
+                    self.forward(model, x, samples)
 
             return infer
-        model = model.to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range
+        scaler = torch.amp.GradScaler(device_type) if dtype == torch.float16 else None
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype, enabled=dtype != torch.float32):
+            with torch.autocast(device_type, dtype, enabled=autocast):
                 loss = self.loss(model, x, samples)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
 
         return train_step
 
@@ -281,22 +345,48 @@ def peak_memory_mib(fn, device):
         return None
 
 
+def onednn_native(dtype):
+    """Whether oneDNN has native CPU kernels for ``dtype`` (half precisions need AVX-512 or AMX
+    extensions)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if dtype == torch.float16:
+        return torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return True
+
+
 def matmul_fns(device, dtype, size):
     """A ``size``-square matmul per library (torch.mm; oneDNN on CPU), to time the rate."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     fns = {'torch.mm': lambda: torch.mm(a, b)}
-    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+    if device.type == 'cpu' and hasattr(torch.ops.mkldnn, '_linear_pointwise') and \
+            onednn_native(dtype):
         fns['oneDNN'] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, 'none', [], '')
     return fns
 
 
-def dtype_supported(device, dtype):
-    """Whether the device runs ``dtype`` natively enough to be worth timing."""
+def unsupported_reason(device, precision):
+    """Why the device cannot time ``precision`` fairly (no native kernels), or None.
+
+    Args:
+        device (torch.device): The device timed.
+        precision (str): A key of :data:`PRECISIONS`.
+    """
+    dtype = PRECISIONS[precision].dtype
     if dtype == torch.float32:
-        return True
+        return None
     if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            return 'this GPU has no bfloat16 support'
+        return None
+    if onednn_native(dtype):
+        return None
+    if dtype == torch.bfloat16:
+        return 'this CPU has no native bfloat16 kernels in oneDNN (needs AVX512-BF16 or AMX)'
+    return ('this CPU has no native float16 kernels in oneDNN (needs AVX512-FP16 or AMX-FP16); '
+            'its fallback would time conversions, not the model')
 
 
 def device_name(device):
@@ -314,15 +404,17 @@ def device_name(device):
 
 
 def plan_rows(args, device):
-    """``(impl, form, dtype)`` of every row, skipping precisions the device lacks."""
+    """The :class:`Row` of every variant to time, skipping precisions the device lacks."""
     forms = ['train', 'deploy'] if args.form == 'both' else [args.form]
     rows = []
     for name in args.dtype:
-        if not dtype_supported(device, DTYPES[name]):
-            print(f'skipping {name}: not supported on this {device.type}')
+        reason = unsupported_reason(device, name)
+        if reason:
+            print(f'skipping {name}: {reason}')
             continue
-        rows += [('plain', 'train', name)] if not args.no_plain else []
-        rows += [('mmslak', form, name) for form in forms]
+        rows += [Row('plain', 'train', name)] if not args.no_plain else []
+        rows += [Row('mmslak', form, name, layout) for form in forms
+                 for layout in args.memory_format]
     return rows
 
 
@@ -337,9 +429,9 @@ def measure(workload, rows, args):
         ``(precision, library)`` matmul, and the peak memory of each row.
     """
     device = workload.device
-    fns = {row: workload.step_fn(workload.variant(*row[:2]), DTYPES[row[2]]) for row in rows}
-    matmuls = {(dtype, lib): fn for dtype in sorted({row[2] for row in rows})
-               for lib, fn in matmul_fns(device, DTYPES[dtype], args.matmul_size).items()}
+    fns = {row: workload.step_fn(workload.variant(*row[:2]), *row[2:]) for row in rows}
+    matmuls = {(key, lib): fn for key in sorted({matmul_key(row[2]) for row in rows})
+               for lib, fn in matmul_fns(device, PRECISIONS[key].dtype, args.matmul_size).items()}
     for fn in matmuls.values():
         fn()  # oneDNN's and MKL's first calls set up kernels and buffers
     times = {row: [] for row in rows}
@@ -388,18 +480,17 @@ def summarise(rows, times, memory, macs, rates, args):
     """
     results = []
     per_round = round_rates(rates)
-    for impl, form, dtype in rows:
-        ms = [t * 1e3 for t in times[impl, form, dtype]]
+    for key in rows:
+        row = Row(*key)
+        ms = [t * 1e3 for t in times[key]]
         median = statistics.median(ms)
-        flop = 2 * macs[form] * args.batch
-        ratios = [
-            t * rate * 1e9 / flop for t, rate in zip(times[impl, form, dtype], per_round[dtype])
-        ]
+        flop = 2 * macs[row.form] * args.batch
+        rate = per_round[matmul_key(row.dtype)]
+        ratios = [t * r * 1e9 / flop for t, r in zip(times[key], rate)]
         results.append(
-            dict(impl=impl, form=form, dtype=dtype, median_ms=median, min_ms=min(ms),
-                 max_ms=max(ms), images_per_s=args.batch / median * 1e3,
-                 peak_memory_mib=memory[impl, form, dtype],
-                 floor_ms=flop / statistics.median(per_round[dtype]) / 1e6,
+            dict(row._asdict(), median_ms=median, min_ms=min(ms), max_ms=max(ms),
+                 images_per_s=args.batch / median * 1e3, peak_memory_mib=memory[key],
+                 floor_ms=flop / statistics.median(rate) / 1e6,
                  ratio_to_floor=statistics.median(ratios)))
     for result in results:
         plain = [r for r in results if r['impl'] == 'plain' and r['dtype'] == result['dtype']]
@@ -409,15 +500,16 @@ def summarise(rows, times, memory, macs, rates, args):
 
 def format_table(results):
     """The results as a fixed-width text table."""
-    header = ('impl', 'form', 'dtype', 'median ms', 'min ms', 'max ms', 'img/s', 'peak MiB',
-              'vs plain', 'vs floor')
+    header = ('impl', 'form', 'dtype', 'layout', 'median ms', 'min ms', 'max ms', 'img/s',
+              'peak MiB', 'vs plain', 'vs floor')
     lines = [header]
     for r in results:
         memory = f"{r['peak_memory_mib']:.0f}" if r['peak_memory_mib'] is not None else 'n/a'
         speedup = f"{r['speedup_vs_plain']:.2f}x" if r['speedup_vs_plain'] else '-'
-        lines.append((r['impl'], r['form'], r['dtype'], f"{r['median_ms']:.1f}",
-                      f"{r['min_ms']:.1f}", f"{r['max_ms']:.1f}", f"{r['images_per_s']:.2f}",
-                      memory, speedup, f"{r['ratio_to_floor']:.2f}x"))
+        lines.append((r['impl'], r['form'], r['dtype'], r['memory_format'],
+                      f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['max_ms']:.1f}",
+                      f"{r['images_per_s']:.2f}", memory, speedup,
+                      f"{r['ratio_to_floor']:.2f}x"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return '\n'.join('  '.join(cell.rjust(width) for cell, width in zip(line, widths))
                      for line in lines)
@@ -471,7 +563,7 @@ def main(argv=None):
     workload = Workload(args)
     device = workload.device
     rows = plan_rows(args, device)
-    forms = sorted({form for _, form, _ in rows})
+    forms = sorted({row.form for row in rows})
     macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
     times, rates, memory = measure(workload, rows, args)
     results = summarise(rows, times, memory, macs, rates, args)

@@ -1,7 +1,8 @@
 """mmseg decode heads whose last layer is a Gauss classifier (Centroid Based Tailoring).
 
 ``CentroidHeadMixin`` turns any ``mmseg`` decode head into its Gauss version; UperNet's head and
-its FCN auxiliary head are registered. Another head takes two lines::
+its FCN auxiliary head are registered, where mmseg is installed (``mmslak.models.heads`` imports
+this module only then). Another head takes two lines::
 
     @MODELS.register_module()
     class GaussASPPHead(CentroidHeadMixin, ASPPHead):

@@ -1,0 +1,52 @@
+"""Inference on each device: the official outputs in float32 and under autocast, the deploy
+form, and ``torch.compile``."""
+import pytest
+import torch
+
+from .conftest import build_fixture_model, max_error
+
+# Largest error against the float32 reference under autocast (outputs are LayerNorm'd, ~1).
+AUTOCAST_ATOL = {torch.float16: 0.02, torch.bfloat16: 0.15}
+
+
+def test_official_outputs_in_fp32(device, fixture_arch, official_reference, exact_fp32):
+    model = build_fixture_model(fixture_arch, device).eval()
+    with torch.no_grad():
+        outputs = model(official_reference['input'].to(device))
+    assert all(out.device.type == device.type for out in outputs)
+    assert max_error(outputs, official_reference['outputs']) <= 1e-4
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+def test_official_outputs_under_autocast(device, dtype, fixture_arch, official_reference):
+    model = build_fixture_model(fixture_arch, device).eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype):
+        outputs = model(official_reference['input'].to(device))
+    assert all(torch.isfinite(out).all() for out in outputs)
+    assert max_error(outputs, official_reference['outputs']) <= AUTOCAST_ATOL[dtype]
+
+
+def test_deploy_form_matches_training_form(device, fixture_arch, official_reference, exact_fp32):
+    model = build_fixture_model(fixture_arch, device).eval()
+    x = official_reference['input'].to(device)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        outputs = model(x)
+    assert all(param.device.type == device.type for param in model.parameters())
+    assert max_error(outputs, expected) <= 1e-4
+
+
+def test_compiled_backbone_matches_eager(device, fixture_arch, official_reference, exact_fp32):
+    torch._dynamo.reset()  # compile afresh, whatever an earlier test compiled
+    # On the CPU the fast path's ctypes kernels and packed oneDNN weights do not compile; the
+    # plain modules are also what runs on CUDA, where the fast path changes nothing.
+    model = build_fixture_model(fixture_arch, device, fast_path=device.type != 'cpu').eval()
+    compiled = torch.compile(model)
+    x = official_reference['input'].to(device)
+    with torch.no_grad():
+        expected = model(x)
+        outputs = compiled(x)
+        again = compiled(x + 1)  # a second call reuses the compiled graph with new data
+    assert max_error(outputs, expected) <= 1e-4
+    assert max_error(again, model(x + 1)) <= 1e-4

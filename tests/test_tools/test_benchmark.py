@@ -1,0 +1,115 @@
+"""benchmark.py's precisions and layouts: planning, refusals, and tiny runs on the CPU."""
+import importlib
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from mmslak.models.backbones import SLaK
+
+TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools')
+TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16])
+CPU = torch.device('cpu')
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    monkeypatch.syspath_prepend(TOOLS)
+    sys.modules.pop('benchmark', None)
+    monkeypatch.setitem(SLaK.arch_settings, 'tiny', TINY_ARCH)  # keep the runs fast
+    return importlib.import_module('benchmark')
+
+
+@pytest.fixture
+def all_supported(benchmark, monkeypatch):
+    """Every precision counts as native, so that fp16 rows run on any CPU (slowly)."""
+    monkeypatch.setattr(benchmark, 'unsupported_reason', lambda device, precision: None)
+
+
+def run(benchmark, tmp_path, *argv):
+    out = tmp_path / 'bench.json'
+    benchmark.main(['--arch', 'tiny', '--shape', '32', '32', '--runs', '1', '--warmup', '0',
+                    '--matmul-size', '32', '--json', str(out), *argv])
+    return json.loads(out.read_text())
+
+
+def test_plan_crosses_precisions_forms_and_layouts(benchmark, all_supported):
+    args = benchmark.parse_args(['--dtype', 'fp32', 'amp-fp16', '--memory-format', 'nchw',
+                                 'channels_last'])
+    rows = benchmark.plan_rows(args, CPU)
+    assert rows[:5] == [('plain', 'train', 'fp32', 'nchw'), ('mmslak', 'train', 'fp32', 'nchw'),
+                        ('mmslak', 'train', 'fp32', 'channels_last'),
+                        ('mmslak', 'deploy', 'fp32', 'nchw'),
+                        ('mmslak', 'deploy', 'fp32', 'channels_last')]
+    assert len(rows) == 10 and rows[5] == ('plain', 'train', 'amp-fp16', 'nchw')
+    args = benchmark.parse_args(['--train-step', '--no-plain', '--dtype', 'amp-bf16'])
+    assert benchmark.plan_rows(args, CPU) == [('mmslak', 'train', 'amp-bf16', 'nchw')]
+
+
+def test_plan_skips_precisions_without_native_kernels(benchmark, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *args, **kwargs: False)
+    cuda = torch.device('cuda')
+    assert benchmark.unsupported_reason(cuda, 'amp-bf16') == 'this GPU has no bfloat16 support'
+    assert benchmark.unsupported_reason(cuda, 'fp16') is None
+    assert benchmark.unsupported_reason(CPU, 'fp32') is None
+    fp16 = benchmark.unsupported_reason(CPU, 'amp-fp16')
+    assert (fp16 is None) == torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    assert fp16 is None or 'AVX512-FP16' in fp16
+    args = benchmark.parse_args(['--dtype', 'fp32', 'bf16', '--memory-format', 'channels_last'])
+    rows = benchmark.plan_rows(args, cuda)
+    assert {row.dtype for row in rows} == {'fp32'}
+    assert 'skipping bf16: this GPU has no bfloat16 support' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--train-step', '--dtype', 'fp32', 'bf16'], 'amp-bf16'),
+    (['--train-step', '--dtype', 'fp16'], 'amp-fp16'),
+    (['--form', 'deploy', '--train-step'], '--form train'),
+    (['--memory-format', 'nhwc'], 'invalid choice'),
+    (['--dtype', 'fp64'], 'invalid choice'),
+])
+def test_refused_arguments(benchmark, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal without CUDA')
+def test_cuda_refused_without_a_device(benchmark, capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--device', 'cuda'])
+    assert 'CUDA is not available' in capsys.readouterr().err
+
+
+def test_inference_rows_in_each_precision_and_layout(benchmark, all_supported, tmp_path):
+    report = run(benchmark, tmp_path, '--dtype', 'fp32', 'fp16', 'amp-bf16', '--memory-format',
+                 'nchw', 'channels_last')
+    rows = {(r['impl'], r['form'], r['dtype'], r['memory_format']): r for r in report['rows']}
+    assert len(rows) == 15
+    assert set(report['matmul_gflops']) == {'fp32', 'fp16', 'bf16'}  # amp-bf16 computes in bf16
+    for (impl, _, dtype, _), row in rows.items():
+        assert row['median_ms'] > 0 and row['floor_ms'] > 0
+        assert row['speedup_vs_plain'] == pytest.approx(
+            rows['plain', 'train', dtype, 'nchw']['median_ms'] / row['median_ms'])
+
+
+def test_amp_training_steps_scale_fp16_losses(benchmark, all_supported, tmp_path, monkeypatch):
+    steps = []
+
+    class Scaler(torch.amp.GradScaler):
+
+        def step(self, optimizer, *args, **kwargs):
+            steps.append(self._device)
+            return super().step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp, 'GradScaler', Scaler)
+    report = run(benchmark, tmp_path, '--train-step', '--batch', '2', '--dtype', 'fp32',
+                 'amp-fp16', 'amp-bf16', '--memory-format', 'channels_last')
+    assert report['mode'] == 'train-step'
+    assert [(r['impl'], r['dtype'], r['memory_format']) for r in report['rows']] == [
+        ('plain', 'fp32', 'nchw'), ('mmslak', 'fp32', 'channels_last'),
+        ('plain', 'amp-fp16', 'nchw'), ('mmslak', 'amp-fp16', 'channels_last'),
+        ('plain', 'amp-bf16', 'nchw'), ('mmslak', 'amp-bf16', 'channels_last')]
+    assert steps == ['cpu'] * 4  # the two fp16 rows, timed once and probed for memory once
