@@ -1,10 +1,14 @@
 """Train an mmdet or mmseg model (the task follows the config's default_scope)."""
 import argparse
+import logging
 import os
+import os.path as osp
 
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 
-from mmslak.utils.run_config import add_common_args, build_runner, enable_amp, load_config, task_of
+from mmslak.utils.run_config import (add_common_args, add_training_safeguards, build_runner,
+                                     enable_amp, load_config, task_of)
 
 
 def parse_args(argv=None):
@@ -32,8 +36,14 @@ def main(argv=None):
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
+        if find_latest_checkpoint(cfg.work_dir) is None:
+            print_log(f'--resume: no checkpoint to resume from in {cfg.work_dir}, so training '
+                      'starts from the beginning', logger='current', level=logging.WARNING)
     elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file')
         cfg.resume, cfg.load_from = True, args.resume
+    add_training_safeguards(cfg)
     print_log(f'Training a {task_of(cfg)} model from {args.config}', logger='current')
     build_runner(cfg).train()
 

@@ -7,8 +7,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
-from mmengine.runner import Runner
 
+from mmslak.engine.runner import StrictLoadRunner
 from .cpu_distributed import init_cpu_process_group
 
 # default_scope of a config -> the task it runs and how its visualisation hook saves pictures.
@@ -154,8 +154,27 @@ def enable_amp(cfg, force=False):
     wrapper.update(type='mmslak.CPUAmpOptimWrapper', dtype='bfloat16')
 
 
+def add_training_safeguards(cfg):
+    """Add ``mmslak.FiniteLossHook`` and ``mmslak.RandomStateHook`` to ``custom_hooks``.
+
+    The run then stops at the first non-finite loss, and a resumed run draws the random
+    numbers the interrupted one would have. Hooks the config already lists are not repeated.
+
+    Args:
+        cfg (Config): The config; changed in place.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    listed = {hook.get('type') for hook in hooks}
+    for name in ('FiniteLossHook', 'RandomStateHook'):
+        if name not in listed and f'mmslak.{name}' not in listed:
+            hooks.append(dict(type=f'mmslak.{name}'))
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg):
-    """Build the config's runner (``runner_type`` if it names one), after
-    :func:`prepare_launcher`."""
+    """Build the config's runner after :func:`prepare_launcher`: ``runner_type`` if the config
+    names one, else ``mmslak.StrictLoadRunner`` (checkpoints load only if they fit)."""
     prepare_launcher(cfg)
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return StrictLoadRunner.from_cfg(cfg)

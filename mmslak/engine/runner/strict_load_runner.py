@@ -1,0 +1,147 @@
+import logging
+import re
+from collections import OrderedDict
+
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+from mmslak.models.backbones import SLaK
+from mmslak.models.backbones.slak_checkpoint import _likely_causes, _short_list
+from mmslak.registry import RUNNERS
+from mmslak.utils import load_official_checkpoint
+
+BACKBONE_PREFIX = 'backbone.'
+
+
+def state_dict_mismatch(model, state_dict):
+    """How ``state_dict`` differs from the state of ``model``.
+
+    Sparse-weight masks absent from ``state_dict`` do not count: the model derives them from
+    the zeros of the weights when it loads.
+
+    Args:
+        model (nn.Module): The model to load into.
+        state_dict (dict): The tensors to load, keys as in ``model.state_dict()``.
+
+    Returns:
+        tuple[list, list, list]: Keys missing from ``state_dict``, keys the model does not
+        have, and ``(key, checkpoint shape, model shape)`` of the shape mismatches.
+    """
+    model_state = model.state_dict()
+    missing = [key for key in model_state
+               if key not in state_dict and not key.endswith('weight_mask')]
+    unexpected = [key for key in state_dict if key not in model_state]
+    mismatched = [(key, tuple(value.shape), tuple(model_state[key].shape))
+                  for key, value in state_dict.items()
+                  if key in model_state and hasattr(value, 'shape') and
+                  value.shape != model_state[key].shape]
+    return missing, unexpected, mismatched
+
+
+def _model_causes(model, missing, unexpected, mismatched):
+    """Guesses of why a whole-model checkpoint does not fit ``model``."""
+    causes = []
+    backbone = getattr(model, 'backbone', None)
+    if missing and all(key.startswith(BACKBONE_PREFIX) for key in missing) and unexpected and \
+            not any(key.startswith(BACKBONE_PREFIX) for key in unexpected):
+        causes.append('it holds backbone weights only: load it with --cfg-options '
+                      'model.backbone.init_cfg.checkpoint=FILE, not as a whole model')
+    elif isinstance(backbone, SLaK):
+        inside = [[key[len(BACKBONE_PREFIX):] for key in keys if key.startswith(BACKBONE_PREFIX)]
+                  for keys in (missing, unexpected)]
+        shapes = [(key[len(BACKBONE_PREFIX):], ckpt, own) for key, ckpt, own in mismatched
+                  if key.startswith(BACKBONE_PREFIX)]
+        if any(inside) or shapes:
+            causes += ['backbone: ' + cause
+                       for cause in _likely_causes(backbone, *inside, shapes)]
+    heads = sorted({key.split('.')[0] for key, *_ in mismatched
+                    if not key.startswith(BACKBONE_PREFIX)})
+    if heads:
+        causes.append(f'{", ".join(heads)} differ in shape (another number of classes or '
+                      'channels)')
+    return causes or ['the checkpoint is of another model']
+
+
+def describe_mismatch(model, filename, missing, unexpected, mismatched):
+    """A message naming the file, the likely causes and the keys that do not fit.
+
+    Args:
+        model (nn.Module): The model loaded into.
+        filename (str): The checkpoint.
+        missing (list[str]): Keys of the model that the checkpoint lacks.
+        unexpected (list[str]): Keys of the checkpoint that the model lacks.
+        mismatched (list[tuple]): ``(key, checkpoint shape, model shape)``.
+
+    Returns:
+        str: The message.
+    """
+    lines = [f'Checkpoint {filename} does not fit the model; likely cause: ' +
+             '; '.join(_model_causes(model, missing, unexpected, mismatched)) + '.']
+    if mismatched:
+        lines.append('shape mismatch (checkpoint vs model): ' + _short_list(
+            f'{key} {ckpt} vs {own}' for key, ckpt, own in mismatched))
+    if missing:
+        lines.append('missing from the checkpoint: ' + _short_list(missing))
+    if unexpected:
+        lines.append('not in the model: ' + _short_list(unexpected))
+    return '\n'.join(lines)
+
+
+@RUNNERS.register_module()
+class StrictLoadRunner(Runner):
+    """mmengine's ``Runner`` that loads a checkpoint (``load_from``, ``resume``, the checkpoint
+    of ``tools/test.py``) only if it fits the whole model.
+
+    mmengine loads with ``strict=False``: a checkpoint of another architecture leaves the
+    layers it does not fit randomly initialised behind a log line, and a test or a training
+    then runs on them. This runner raises instead, naming the keys and the likely cause. The
+    config option ``load_strict=False`` loads what fits, with a warning. The file is read by
+    :func:`mmslak.utils.load_official_checkpoint`, which names it in its errors.
+    ``tools/train.py`` and ``tools/test.py`` build it unless the config names a
+    ``runner_type``.
+    """
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=[(r'^module\.', '')]):
+        """Load ``filename`` into the model if it fits (see the class docstring).
+
+        Args:
+            filename (str): Path or URL of the checkpoint.
+            map_location (str | Callable): Where to put the tensors. Defaults to ``'cpu'``.
+            strict (bool): Refuse any mismatch even with ``load_strict=False``.
+                Defaults to False.
+            revise_keys (list[tuple[str, str]]): ``(pattern, replacement)`` applied to the
+                keys. Defaults to stripping ``module.``.
+
+        Returns:
+            dict: The checkpoint.
+
+        Raises:
+            ValueError: If the checkpoint does not fit the model.
+        """
+        checkpoint = load_official_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        for pattern, replacement in revise_keys:
+            state_dict = OrderedDict(
+                (re.sub(pattern, replacement, key), value) for key, value in state_dict.items())
+        self._check_fit(model, state_dict, filename, strict or self.cfg.get('load_strict', True))
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, False, revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    @staticmethod
+    def _check_fit(model, state_dict, filename, strict):
+        missing, unexpected, mismatched = state_dict_mismatch(model, state_dict)
+        if not (missing or unexpected or mismatched):
+            return
+        message = describe_mismatch(model, filename, missing, unexpected, mismatched)
+        if strict:
+            raise ValueError(message + '\nTo load only what fits, pass --cfg-options '
+                             'load_strict=False')
+        print_log('load_strict=False: loading only what fits, the rest of the model keeps its '
+                  'initialisation. ' + message, logger='current', level=logging.WARNING)
