@@ -2,14 +2,17 @@
 
 The config's ``default_scope`` picks the upstream inferencer: ``mmseg.apis.MMSegInferencer`` or
 ``mmdet.apis.DetInferencer``. Without a checkpoint the model keeps its random initial weights,
-which shows that the pipeline runs but predicts nothing meaningful.
+which shows that the pipeline runs but predicts nothing meaningful. A checkpoint must fit the
+model of the config as a whole (``--no-strict`` loads what fits, with a warning).
 """
 import argparse
 import os.path as osp
 
 import mmcv
 
-from mmslak.analysis import load_downstream_config
+from mmslak.analysis import load_downstream_config, load_whole_model
+
+NO_STRICT_HINT = 'pass --no-strict (the rest of the model then keeps random weights)'
 
 
 def parse_args(argv=None):
@@ -28,32 +31,59 @@ def parse_args(argv=None):
                         help='detection: lowest score of a drawn box (default: 0.3)')
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='segmentation: opacity of the drawn mask (default: 0.5)')
+    parser.add_argument('--no-strict', action='store_true',
+                        help='load only the checkpoint tensors that fit the model, with a '
+                        'warning naming the others (by default such a checkpoint is refused)')
     return parser.parse_args(argv)
 
 
-def build_inferencer(config, checkpoint, device):
+def _checked_inferencer(upstream, checkpoint, strict):
+    """A subclass of the ``upstream`` inferencer class that loads ``checkpoint`` through
+    :func:`mmslak.analysis.load_whole_model`.
+
+    Upstream loads with ``strict=False``: a checkpoint of another model would leave random
+    weights behind a log line, and the demo would draw their predictions.
+    """
+
+    class CheckedInferencer(upstream):
+
+        def _load_weights_to_model(self, model, _, cfg):
+            loaded = None
+            if checkpoint is not None:
+                loaded = load_whole_model(model, checkpoint, strict, relax_hint=NO_STRICT_HINT)
+                # upstream reads the class names from the meta; the weights are in place already
+                loaded = dict(loaded, state_dict=model.state_dict())
+            super()._load_weights_to_model(model, loaded, cfg)
+
+    return CheckedInferencer
+
+
+def build_inferencer(config, checkpoint, device, strict=True):
     """The upstream inferencer of ``config``'s kind, and the keyword arguments of its call.
 
     Raises:
         FileNotFoundError: If the config or the checkpoint does not exist.
-        ValueError: If the config is neither an mmseg nor an mmdet config.
+        ValueError: If the config is neither an mmseg nor an mmdet config, or (``strict``) the
+            checkpoint does not fit its model.
     """
     scope = load_downstream_config(config).default_scope
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'Checkpoint not found: {checkpoint}')
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=config, weights=checkpoint, device=device), 'segmentation'
+        inferencer = _checked_inferencer(MMSegInferencer, checkpoint, strict)
+        return inferencer(model=config, device=device), 'segmentation'
     from mmdet.apis import DetInferencer
-    return DetInferencer(model=config, weights=checkpoint, device=device,
-                         show_progress=False), 'detection'
+    inferencer = _checked_inferencer(DetInferencer, checkpoint, strict)
+    return inferencer(model=config, device=device, show_progress=False), 'detection'
 
 
-def run(image, config, checkpoint, out_file, device='cpu', score_thr=0.3, opacity=0.5):
+def run(image, config, checkpoint, out_file, device='cpu', score_thr=0.3, opacity=0.5,
+        strict=True):
     """Infer on ``image``, write the drawn result to ``out_file``, return a summary line."""
     if not osp.isfile(image):
         raise FileNotFoundError(f'Image not found: {image}')
-    inferencer, task = build_inferencer(config, checkpoint, device)
+    inferencer, task = build_inferencer(config, checkpoint, device, strict)
     options = dict(pred_score_thr=score_thr) if task == 'detection' else dict(opacity=opacity)
     result = inferencer(image, return_vis=True, **options)
     drawn = result['visualization']
@@ -61,6 +91,8 @@ def run(image, config, checkpoint, out_file, device='cpu', score_thr=0.3, opacit
     drawn = drawn[0] if isinstance(drawn, list) else drawn
     mmcv.imwrite(drawn[..., ::-1], out_file)  # the inferencers draw in RGB
     weights = checkpoint or 'random weights (no checkpoint given)'
+    if checkpoint and not strict:
+        weights += ' (--no-strict: tensors that did not fit, if any, keep random weights)'
     return f'{task} with {config} ({weights}) on {image} -> {out_file}'
 
 
@@ -68,7 +100,7 @@ def main(argv=None):
     """Entry point: ``python demo/image_demo.py IMAGE CONFIG [CHECKPOINT] --out-file OUT``."""
     args = parse_args(argv)
     print(run(args.image, args.config, args.checkpoint, args.out_file, args.device,
-              args.score_thr, args.opacity))
+              args.score_thr, args.opacity, not args.no_strict))
 
 
 if __name__ == '__main__':

@@ -5,10 +5,11 @@ from .downstream_config import (DOWNSTREAM_SCOPES, build_downstream_model, dummy
                                 load_downstream_config, slak_backbone_config)
 from .erf import accumulate_erf, high_contribution_area_ratios, log_normalise, save_erf_figure
 from .plain_ops import plain_ops
+from .whole_model import load_whole_model
 
 __all__ = [
     'DOWNSTREAM_SCOPES', 'accumulate_erf', 'build_downstream_model', 'complexity_by_group',
     'dummy_batch', 'high_contribution_area_ratios', 'load_backbone_checkpoint',
-    'load_downstream_config', 'log_normalise', 'plain_ops', 'save_erf_figure',
+    'load_downstream_config', 'load_whole_model', 'log_normalise', 'plain_ops', 'save_erf_figure',
     'simulate_sparsity', 'slak_backbone_config', 'slak_stage_groups'
 ]

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 
-from mmslak.engine.runner import StrictLoadRunner
+from mmslak.engine.runner import CheckedRunner
 from .cpu_distributed import init_cpu_process_group
 
 # default_scope of a config -> the task it runs and how its visualisation hook saves pictures.
@@ -173,8 +173,8 @@ def add_training_safeguards(cfg):
 
 def build_runner(cfg):
     """Build the config's runner after :func:`prepare_launcher`: ``runner_type`` if the config
-    names one, else ``mmslak.StrictLoadRunner`` (checkpoints load only if they fit)."""
+    names one, else ``mmslak.CheckedRunner`` (checkpoints load only if they fit)."""
     prepare_launcher(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return StrictLoadRunner.from_cfg(cfg)
+    return CheckedRunner.from_cfg(cfg)

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import mmslak  # noqa: F401
+from mmslak.analysis import load_backbone_checkpoint
+from mmslak.models.backbones.slak_checkpoint import likely_causes
 from mmslak.registry import MODELS
 from ..conftest import OFFICIAL_CKPT
 
@@ -165,3 +167,81 @@ def test_pretrained_without_checkpoint_trains_from_scratch_and_says_so(fixture_a
     linear = model.stages[2][0].pwconv1
     assert abs(linear.weight.std().item() - 0.02) < 0.002  # trunc_normal(std=.02) as official
     assert not linear.bias.any()
+
+
+def save_modified(tmp_path, name, changes):
+    """The official fixture with some tensors replaced (None: removed); return its path."""
+    state_dict = official_state_dict()
+    for key, value in changes.items():
+        if value is None:
+            state_dict.pop(key)
+        else:
+            state_dict[key] = value
+    path = tmp_path / name
+    torch.save({'model': state_dict}, path)
+    return str(path)
+
+
+BN_VAR = 'stages.1.0.large_kernel.LoRA1.bn.running_var'
+
+
+def test_non_finite_weights_are_refused(fixture_arch, tmp_path):
+    nan = torch.full_like(official_state_dict()[BN_VAR], float('nan'))
+    path = save_modified(tmp_path, 'nan.pth', {BN_VAR: nan})
+    with pytest.raises(ValueError, match='NaN or infinite values in 1 tensor') as error:
+        build(fixture_arch, path)
+    assert path in str(error.value)
+    assert 'stages.1.0.large_kernel.vertical.bn.running_var' in str(error.value)
+
+
+def test_non_finite_weights_load_when_allowed(fixture_arch, tmp_path, mmlogs):
+    inf = torch.full_like(official_state_dict()['stages.0.0.gamma'], float('inf'))
+    path = save_modified(tmp_path, 'inf.pth', {'stages.0.0.gamma': inf})
+    model = MODELS.build(dict(fixture_arch, init_cfg=dict(type='Pretrained', checkpoint=path,
+                                                          allow_non_finite=True)))
+    model.init_weights()
+    assert torch.isinf(model.stages[0][0].gamma).all()
+    assert 'loading them anyway' in mmlogs.text
+
+
+def test_integer_weights_are_refused(fixture_arch, tmp_path):
+    gamma = official_state_dict()['stages.0.0.gamma']
+    path = save_modified(tmp_path, 'int.pth', {'stages.0.0.gamma': gamma.long()})
+    with pytest.raises(ValueError, match=r'stages.0.0.gamma \(torch.int64 in the file, '
+                       r'torch.float32 in the model\)'):
+        build(fixture_arch, path)
+
+
+def test_a_single_missing_key_is_not_blamed_on_the_depths(fixture_arch, tmp_path):
+    path = save_modified(tmp_path, 'edited.pth', {'stages.1.0.gamma': None})
+    with pytest.raises(ValueError, match='single tensors are missing from the checkpoint '
+                       r'\(an incomplete or edited file\): stages.1.0.gamma') as error:
+        build(fixture_arch, path)
+    assert 'depths' not in str(error.value)
+
+
+def test_whole_blocks_are_blamed_on_the_depths(fixture_arch):
+    with pytest.raises(ValueError, match=r'whole blocks missing or extra: stages.2.1'):
+        build(dict(fixture_arch, arch=dict(depths=[1, 1, 1, 1], dims=[16, 32, 64, 128])),
+              OFFICIAL_CKPT)
+
+
+def test_likely_causes_of_single_and_whole_keys(fixture_arch):
+    backbone = MODELS.build(fixture_arch)
+    block = [key for key in backbone.state_dict() if key.startswith('stages.2.1.')]
+    assert 'number of blocks' in likely_causes(backbone, block, [], [])[0]
+    single = likely_causes(backbone, [], ['stages.0.0.extra'], [])
+    assert single == ['the checkpoint has single tensors the backbone does not: stages.0.0.extra']
+    gammas = [key for key in backbone.state_dict() if key.endswith('.gamma')]
+    assert likely_causes(backbone, gammas, [], []) == [
+        'the checkpoint has no layer scale: build with layer_scale_init_value=0']
+
+
+def test_load_backbone_checkpoint_refuses_non_finite_weights(fixture_arch, tmp_path):
+    nan = torch.full_like(official_state_dict()[BN_VAR], float('nan'))
+    path = save_modified(tmp_path, 'nan.pth', {BN_VAR: nan})
+    backbone = MODELS.build(fixture_arch)
+    with pytest.raises(ValueError, match='NaN or infinite'):
+        load_backbone_checkpoint(backbone, path)
+    load_backbone_checkpoint(backbone, path, allow_non_finite=True)
+    assert torch.isnan(backbone.stages[1][0].large_kernel.vertical.bn.running_var).all()

@@ -329,3 +329,63 @@ def test_a_model_with_cached_inference_weights_copies_and_pickles(tmp_path):
         loaded = torch.load(tmp_path / 'model.pt', weights_only=False)
         for model in (fast, copied, loaded):
             assert_outputs_close(model(x), expected, atol=0)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """The depthwise library looked up afresh, built (if at all) into an empty cache."""
+    monkeypatch.setenv('MMSLAK_CACHE_DIR', str(tmp_path))
+    depthwise_kernel._library.cache_clear()
+    yield
+    depthwise_kernel._library.cache_clear()
+
+
+def fail_to_build(compiler):
+    raise AssertionError('the kernels must not be built on a CPU without AVX-512')
+
+
+@pytest.fixture
+def cpu_without_avx512(monkeypatch, fresh_library):
+    """/proc/cpuinfo flags without AVX-512; building the kernels fails the test."""
+    monkeypatch.setattr(depthwise_kernel, '_cpu_flags', lambda: frozenset({'sse4_2', 'avx2'}))
+    monkeypatch.setattr(depthwise_kernel, '_build', fail_to_build)
+
+
+def test_forced_depthwise_kernel_refuses_a_cpu_without_avx512(cpu_without_avx512, monkeypatch):
+    """A library built for AVX-512 dies of SIGILL, without a message, on a CPU without it."""
+    monkeypatch.setenv('MMSLAK_CPU_KERNEL', '1')
+    fast, _ = pair()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match='MMSLAK_CPU_KERNEL=1 .* lacks the flag avx512f'):
+        with torch.no_grad():
+            fast.eval()(x)
+
+
+@pytest.mark.parametrize('mode', ['auto', None])
+def test_depthwise_kernel_is_not_built_without_avx512(mode, cpu_without_avx512, monkeypatch):
+    if mode is None:
+        monkeypatch.delenv('MMSLAK_CPU_KERNEL', raising=False)
+    else:
+        monkeypatch.setenv('MMSLAK_CPU_KERNEL', mode)
+    fast, plain = pair()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    assert depthwise_kernel._library() is None
+    with torch.no_grad():
+        assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+
+
+def test_depthwise_kernel_mode_is_checked(fresh_library, monkeypatch):
+    monkeypatch.setenv('MMSLAK_CPU_KERNEL', 'yes')
+    with pytest.raises(ValueError, match="must be 0 .*, 1 .* or auto, got 'yes'"):
+        depthwise_kernel._library()
+
+
+def test_depthwise_kernel_cpu_flags_from_torch_without_cpuinfo(monkeypatch):
+    def no_cpuinfo(*args, **kwargs):
+        raise OSError('no /proc here')
+
+    monkeypatch.setattr('builtins.open', no_cpuinfo)
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'AVX2')
+    assert depthwise_kernel._cpu_flags() == frozenset()
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'AVX512')
+    assert depthwise_kernel._cpu_flags() == {'avx512f'}

@@ -79,3 +79,13 @@ def image_dir(tmp_path):
     for i in range(2):
         mmcv.imwrite((rng.random((80, 96, 3)) * 255).astype(np.uint8), str(folder / f'{i}.png'))
     return str(folder)
+
+
+@pytest.fixture
+def other_kernel_checkpoint(tmp_path):
+    """A whole-model checkpoint of the tiny segmentor with a 15 x 15 first-stage kernel."""
+    cfg = load_downstream_config(SEG_CONFIG)
+    cfg.model.backbone.kernel_size = [15, 11, 9, 7, 3]
+    path = tmp_path / 'seg_kernel15.pth'
+    torch.save(dict(state_dict=build_downstream_model(cfg).state_dict(), meta=dict()), path)
+    return str(path)

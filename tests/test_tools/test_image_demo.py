@@ -1,6 +1,7 @@
 """demo/image_demo.py: segmentation and detection through the upstream inferencers."""
 import mmcv
 import pytest
+import torch
 
 from .conftest import DET_CONFIG, SEG_CONFIG, load_tool
 
@@ -43,3 +44,30 @@ def test_help(demo, capsys):
     with pytest.raises(SystemExit):
         demo.main(['--help'])
     assert 'inferencer' in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_model_is_refused(demo, image, other_kernel_checkpoint, tmp_path):
+    out_file = tmp_path / 'r.png'
+    with pytest.raises(ValueError, match='backbone: the kernel sizes differ') as error:
+        demo.main([image, SEG_CONFIG, other_kernel_checkpoint, '--out-file', str(out_file)])
+    message = str(error.value)
+    assert other_kernel_checkpoint in message and 'pass --no-strict' in message
+    assert 'backbone.stages.0.0.large_kernel.vertical.conv.weight (10, 1, 15, 3)' in message
+    assert not out_file.exists()
+
+
+def test_no_strict_loads_what_fits_and_says_so(demo, image, other_kernel_checkpoint, tmp_path,
+                                               capsys, mmlogs):
+    out_file = tmp_path / 'r.png'
+    demo.main([image, SEG_CONFIG, other_kernel_checkpoint, '--out-file', str(out_file),
+               '--no-strict'])
+    assert 'Loading only the tensors that fit' in mmlogs.text
+    assert '--no-strict: tensors that did not fit' in capsys.readouterr().out
+    assert mmcv.imread(str(out_file)).shape == (80, 96, 3)
+
+
+def test_a_checkpoint_is_loaded_with_its_weights(demo, seg_checkpoint):
+    inferencer, _ = demo.build_inferencer(SEG_CONFIG, seg_checkpoint[0], 'cpu')
+    loaded = inferencer.model.state_dict()
+    for key, value in seg_checkpoint[1].state_dict().items():
+        assert torch.equal(loaded[key], value), key

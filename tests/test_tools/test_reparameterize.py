@@ -71,7 +71,7 @@ def test_errors(tool, tmp_path, non_slak_config, classifier_config, seg_checkpoi
         tool.main([SEG_CONFIG, str(backbone_only), dst])
     state['decode_head.conv_seg.weight'] = torch.zeros(7, 16, 1, 1)
     torch.save(dict(state_dict=state), tmp_path / 'other_head.pth')
-    with pytest.raises(ValueError, match='size mismatch'):
+    with pytest.raises(ValueError, match='decode_head differ in shape'):
         tool.main([SEG_CONFIG, str(tmp_path / 'other_head.pth'), dst])
 
 
@@ -79,3 +79,30 @@ def test_help(tool, capsys):
     with pytest.raises(SystemExit):
         tool.main(['--help'])
     assert 'switch_to_deploy' in capsys.readouterr().out
+
+
+def test_the_output_folder_is_checked_first(tool, seg_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(tool, 'build_downstream_model', lambda cfg: pytest.fail('built a model'))
+    with pytest.raises(FileNotFoundError, match='Output folder does not exist'):
+        tool.main([SEG_CONFIG, seg_checkpoint[0], str(tmp_path / 'no' / 'd.pth')])
+
+
+def test_another_kernel_size_is_explained(tool, other_kernel_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match='backbone: the kernel sizes differ') as error:
+        tool.main([SEG_CONFIG, other_kernel_checkpoint, str(tmp_path / 'd.pth')])
+    assert 'backbone.stages.0.0.large_kernel.vertical.conv.weight' in str(error.value)
+    assert other_kernel_checkpoint in str(error.value)
+
+
+def test_non_finite_weights_are_refused_unless_allowed(tool, seg_checkpoint, tmp_path):
+    state = torch.load(seg_checkpoint[0], weights_only=True)['state_dict']
+    key = 'backbone.stages.3.0.large_kernel.small.bn.running_var'
+    state[key] = torch.full_like(state[key], float('nan'))
+    path = tmp_path / 'nan.pth'
+    torch.save(dict(state_dict=state), path)
+    args = [SEG_CONFIG, str(path), str(tmp_path / 'd.pth'), '--shape', '64', '64']
+    with pytest.raises(ValueError, match=f'NaN or infinite values in 1 tensor.*: {key}'):
+        tool.main(args)
+    # loaded on request, the NaN then fails the comparison of the fused form
+    with pytest.raises(ValueError, match='differs from the training form by nan'):
+        tool.main(args + ['--allow-non-finite'])

@@ -97,3 +97,16 @@ def test_load_strict_false_loads_what_fits_and_says_so(tiny_root, other_kernel_c
                       'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
                       cwd=tiny_root)
     assert 'load_strict=False: loading only what fits' in result.stdout + result.stderr
+
+
+def test_test_tool_refuses_non_finite_weights(tiny_root):
+    model = build_downstream_model(Config.fromfile(DEMO))
+    state_dict = model.state_dict()
+    state_dict['backbone.stages.0.0.large_kernel.small.bn.running_var'][0] = float('nan')
+    path = tiny_root / 'nan.pth'
+    torch.save(dict(state_dict=state_dict), path)
+    result = run_tool('test.py', DEMO, str(path), '--work-dir', str(tiny_root / 'nan'),
+                      cwd=tiny_root, check=False)
+    assert result.returncode != 0
+    assert (f'{path} holds NaN or infinite values in 1 tensor(s): '
+            'backbone.stages.0.0.large_kernel.small.bn.running_var') in result.stderr

@@ -122,3 +122,30 @@ def test_help(converter, capsys):
         converter.main(['--help'])
     assert exit_info.value.code == 0
     assert 'weights_only=True' in capsys.readouterr().out
+
+
+def test_non_finite_weights_are_refused_unless_allowed(converter, tmp_path, mmlogs):
+    state_dict = official_state_dict()
+    key = 'stages.2.1.large_kernel.small_conv.bn.running_var'
+    state_dict[key] = torch.full_like(state_dict[key], float('nan'))
+    src, dst = tmp_path / 'nan.pth', tmp_path / 'nan_mmslak.pth'
+    torch.save(dict(model=state_dict), src)
+    with pytest.raises(ValueError, match='NaN or infinite values in 1 tensor') as error:
+        converter.main([str(src), str(dst)])
+    assert str(src) in str(error.value)
+    assert 'stages.2.1.large_kernel.small.bn.running_var' in str(error.value)
+    assert not dst.exists()
+    converter.main([str(src), str(dst), '--allow-non-finite'])
+    assert 'loading them anyway' in mmlogs.text
+    converted = torch.load(dst, weights_only=True)['state_dict']
+    assert torch.isnan(converted['stages.2.1.large_kernel.small.bn.running_var']).all()
+
+
+def test_unreadable_files_are_named(converter, tmp_path):
+    empty, text = tmp_path / 'empty.pth', tmp_path / 'page.pth'
+    empty.write_bytes(b'')
+    text.write_text('<html><body>404 Not Found</body></html>')
+    with pytest.raises(ValueError, match=re.escape(f'{empty} is empty')):
+        converter.main([str(empty), str(tmp_path / 'out.pth')])
+    with pytest.raises(ValueError, match=re.escape(f'{text} is not a PyTorch checkpoint')):
+        converter.main([str(text), str(tmp_path / 'out.pth')])

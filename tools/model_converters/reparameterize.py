@@ -13,11 +13,8 @@ import os.path as osp
 import torch
 
 from mmslak import __version__
-from mmslak.analysis import (build_downstream_model, load_downstream_config, plain_ops,
-                             slak_backbone_config)
-from mmslak.models.backbones.slak_checkpoint import (convert_official_keys,
-                                                     state_dict_from_checkpoint)
-from mmslak.utils import load_official_checkpoint
+from mmslak.analysis import (build_downstream_model, load_downstream_config, load_whole_model,
+                             plain_ops, slak_backbone_config)
 
 
 def parse_args(argv=None):
@@ -35,43 +32,23 @@ def parse_args(argv=None):
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='largest absolute difference of backbone outputs accepted '
                         '(default: 1e-4)')
+    parser.add_argument('--allow-non-finite', action='store_true',
+                        help='load a checkpoint with NaN or infinite values (refused otherwise)')
     return parser.parse_args(argv)
-
-
-def load_whole_model(model, filename):
-    """Load a whole-model checkpoint strictly (official kernel names are translated).
-
-    Raises:
-        FileNotFoundError: If the checkpoint does not exist.
-        ValueError: If it does not fit the model.
-    """
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint not found: {filename}')
-    checkpoint = load_official_checkpoint(filename)
-    state_dict = convert_official_keys(state_dict_from_checkpoint(checkpoint))
-    hint = (' It looks like a backbone-only checkpoint: this tool needs the whole trained model '
-            '(a backbone-only one belongs in model.backbone.init_cfg).'
-            if not any(key.startswith('backbone.') for key in state_dict) else '')
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        raise ValueError(f'{filename} does not fit the model of the config: {error}') from error
-    if missing or unexpected:
-        raise ValueError(f'{filename} does not fit the model of the config: {len(missing)} '
-                         f'missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected '
-                         f'(e.g. {unexpected[:3]}).{hint}')
 
 
 def max_output_difference(training_form, fused, inputs):
     """Largest absolute difference between the outputs of two backbones on ``inputs``.
 
     The training form runs its plain ops, each BN apart (see :func:`plain_ops`): fused inference
-    kernels that fold its BNs on the fly would hide what ``switch_to_deploy`` got wrong.
+    kernels that fold its BNs on the fly would hide what ``switch_to_deploy`` got wrong. A NaN
+    in any output makes the result NaN (Python's ``max`` would drop it after the first).
     """
     with plain_ops(training_form, inputs) as differentiable:
         reference = [out.detach() for out in training_form(differentiable)]
     with torch.no_grad():
-        return max(float((a - b).abs().max()) for a, b in zip(reference, fused(inputs)))
+        return float(torch.stack([(a - b).abs().max()
+                                  for a, b in zip(reference, fused(inputs))]).max())
 
 
 def deploy_config(cfg, checkpoint):
@@ -84,18 +61,22 @@ def deploy_config(cfg, checkpoint):
     return cfg
 
 
-def reparameterize(config, checkpoint, dst, shape=(224, 224), atol=1e-4):
+def reparameterize(config, checkpoint, dst, shape=(224, 224), atol=1e-4, allow_non_finite=False):
     """Fuse, check and save; return the summary lines.
 
     Raises:
-        FileNotFoundError: If the config or the checkpoint does not exist.
-        ValueError: If the backbone is not SLaK, the checkpoint does not fit, or the fused
-            outputs differ by more than ``atol``.
+        FileNotFoundError: If the config, the checkpoint or the folder of ``dst`` does not exist.
+        ValueError: If the backbone is not SLaK, the checkpoint does not fit or holds non-finite
+            values (unless ``allow_non_finite``), or the fused outputs differ by more than
+            ``atol``.
     """
+    dst = osp.abspath(dst)
+    if not osp.isdir(osp.dirname(dst)):
+        raise FileNotFoundError(f'Output folder does not exist: {osp.dirname(dst)}')
     cfg = load_downstream_config(config)
     slak_backbone_config(cfg)
     model = build_downstream_model(cfg)
-    load_whole_model(model, checkpoint)
+    load_whole_model(model, checkpoint, allow_non_finite=allow_non_finite)
     model.eval()
     training_form = copy.deepcopy(model.backbone)
     model.backbone.switch_to_deploy()
@@ -104,7 +85,6 @@ def reparameterize(config, checkpoint, dst, shape=(224, 224), atol=1e-4):
     if not difference <= atol:  # NaN (broken BN statistics) fails too
         raise ValueError(f'The fused backbone differs from the training form by {difference:.3g} '
                          f'(> --atol {atol}); the checkpoint may hold broken BN statistics')
-    dst = osp.abspath(dst)
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(source=osp.abspath(checkpoint), config=osp.abspath(config),
                               deploy=True, converted_by=f'mmslak {__version__} reparameterize')),
@@ -123,7 +103,8 @@ def reparameterize(config, checkpoint, dst, shape=(224, 224), atol=1e-4):
 def main(argv=None):
     """Entry point: ``python tools/model_converters/reparameterize.py CONFIG CHECKPOINT DST``."""
     args = parse_args(argv)
-    print('\n'.join(reparameterize(args.config, args.checkpoint, args.dst, args.shape, args.atol)))
+    print('\n'.join(reparameterize(args.config, args.checkpoint, args.dst, args.shape, args.atol,
+                                   args.allow_non_finite)))
 
 
 if __name__ == '__main__':

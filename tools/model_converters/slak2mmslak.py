@@ -19,7 +19,7 @@ from mmslak import __version__
 from mmslak.analysis import slak_stage_groups
 from mmslak.models.backbones.slak_checkpoint import (CLASSIFIER_KEY, convert_official_keys,
                                                      state_dict_from_checkpoint)
-from mmslak.utils import load_official_checkpoint
+from mmslak.utils import check_finite, load_official_checkpoint
 
 BACKBONE_PREFIX = 'backbone.'
 # Official training arguments worth keeping, as plain values.
@@ -36,6 +36,9 @@ def parse_args(argv=None):
         'files).')
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='where to write the mmslak checkpoint')
+    parser.add_argument('--allow-non-finite', action='store_true',
+                        help='convert a checkpoint with NaN or infinite values (refused '
+                        'otherwise)')
     return parser.parse_args(argv)
 
 
@@ -152,12 +155,13 @@ def sparsity_by_stage(backbone_state):
     return {group: zeros[group] / totals[group] for group in groups if group in totals}
 
 
-def convert(src, dst):
+def convert(src, dst, allow_non_finite=False):
     """Convert ``src`` into ``dst`` and return the summary lines.
 
     Raises:
         FileNotFoundError: If ``src`` or the folder of ``dst`` does not exist.
-        ValueError: If ``src`` is not an official SLaK checkpoint or is ``dst`` itself.
+        ValueError: If ``src`` is not an official SLaK checkpoint, is ``dst`` itself, or holds
+            NaN or infinite values (unless ``allow_non_finite``).
     """
     if not osp.isfile(src):
         raise FileNotFoundError(f'Checkpoint not found: {src}')
@@ -169,6 +173,7 @@ def convert(src, dst):
     checkpoint = load_official_checkpoint(src)
     fmt = checkpoint_format(checkpoint, src)
     state_dict, dropped, changed = convert_state_dict(checkpoint, fmt)
+    check_finite(state_dict, src, allow_non_finite)
     prefix = '' if fmt == 'imagenet' else BACKBONE_PREFIX
     backbone_state = {key[len(prefix):]: value for key, value in state_dict.items()
                       if key.startswith(prefix)}
@@ -206,7 +211,7 @@ def summary_lines(src, dst, fmt, state_dict, dropped, changed, arch, args, spars
 def main(argv=None):
     """Entry point: ``python tools/model_converters/slak2mmslak.py SRC DST``."""
     args = parse_args(argv)
-    print('\n'.join(convert(args.src, args.dst)))
+    print('\n'.join(convert(args.src, args.dst, args.allow_non_finite)))
 
 
 if __name__ == '__main__':

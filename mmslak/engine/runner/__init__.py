@@ -1,3 +1,3 @@
-from .strict_load_runner import StrictLoadRunner, describe_mismatch, state_dict_mismatch
+from .checked_runner import CheckedRunner, describe_mismatch, state_dict_mismatch
 
-__all__ = ['StrictLoadRunner', 'describe_mismatch', 'state_dict_mismatch']
+__all__ = ['CheckedRunner', 'describe_mismatch', 'state_dict_mismatch']

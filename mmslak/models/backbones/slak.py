@@ -1,4 +1,5 @@
 import logging
+import numbers
 
 import torch
 import torch.nn as nn
@@ -90,7 +91,8 @@ class SLaK(BaseModule):
             kept. The outputs come back in the input's memory format either way. False runs the
             plain modules in the input's layout. Defaults to True.
         init_cfg (dict | list[dict], optional): Initialisation config. ``dict(type='Pretrained',
-            checkpoint=..., prefix=...)`` loads official or mmslak checkpoints strictly.
+            checkpoint=..., prefix=...)`` loads official or mmslak checkpoints strictly, refusing
+            NaN and infinite values unless it also sets ``allow_non_finite=True``.
     """
 
     arch_settings = {
@@ -138,6 +140,7 @@ class SLaK(BaseModule):
             arch = dict(depths=depths, dims=dims)
 
         self.arch = self._parse_arch(arch)
+        self.in_channels = in_channels
         self.kernel_size = self._check_kernel_size(kernel_size)
         self.width_factor = width_factor
         self.channels = [int(dim * width_factor) for dim in self.arch['dims']]
@@ -211,7 +214,15 @@ class SLaK(BaseModule):
 
     @staticmethod
     def _check_kernel_size(kernel_size):
+        if isinstance(kernel_size, (str, numbers.Number)):
+            raise TypeError('kernel_size must be a sequence of the four stage kernels and the '
+                            f'small kernel, got {kernel_size!r}')
         kernel_size = list(kernel_size)
+        not_int = [k for k in kernel_size if not isinstance(k, numbers.Integral)
+                   or isinstance(k, bool)]
+        if not_int:
+            raise TypeError(f'SLaK kernel sizes must be integers, got {not_int} in {kernel_size}')
+        kernel_size = [int(k) for k in kernel_size]
         if len(kernel_size) != 5:
             raise ValueError('kernel_size must list the four stage kernels and then the small '
                              f'kernel (5 entries), got {kernel_size}')
@@ -243,7 +254,8 @@ class SLaK(BaseModule):
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             if init_cfg.get('checkpoint') is not None:
-                load_slak_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix', ''))
+                load_slak_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix', ''),
+                                     init_cfg.get('allow_non_finite', False))
                 self._is_init = True
                 return
             # The recipes leave the checkpoint for the user to set; say loudly that none is used.
@@ -309,10 +321,29 @@ class SLaK(BaseModule):
                     module.eval()
         return self
 
-    def forward(self, x):
+    def _check_input(self, x):
+        """Refuse inputs the stem cannot take, with what to change.
+
+        Raises:
+            ValueError: If ``x`` is not ``(N, in_channels, H, W)`` with H, W of at least 32.
+        """
+        if x.dim() != 4:
+            hint = ': add a batch dimension, x[None]' if x.dim() == 3 else ''
+            raise ValueError(f'SLaK takes 4-D inputs (N, C, H, W), got a {x.dim()}-D tensor of '
+                             f'shape {tuple(x.shape)}{hint}')
+        if x.shape[1] != self.in_channels:
+            if x.shape[-1] == self.in_channels:
+                raise ValueError(f'SLaK takes channels-first inputs (N, C, H, W); shape '
+                                 f'{tuple(x.shape)} looks channels-last (N, H, W, C): pass '
+                                 'x.permute(0, 3, 1, 2)')
+            raise ValueError(f'SLaK was built for in_channels={self.in_channels}, got an input '
+                             f'with {x.shape[1]} channels (shape {tuple(x.shape)})')
         if min(x.shape[-2:]) < MIN_INPUT_SIZE:
             raise ValueError(f'SLaK needs inputs of at least {MIN_INPUT_SIZE} x {MIN_INPUT_SIZE} '
                              f'pixels, got {tuple(x.shape[-2:])}')
+
+    def forward(self, x):
+        self._check_input(x)
         out_format = _memory_format(x)
         if self.fast_path and x.device.type == 'cpu':
             # oneDNN's depthwise convs and the blocks' NHWC views want channels-last

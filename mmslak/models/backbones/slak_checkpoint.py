@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 from mmengine.logging import print_log
 
-from mmslak.utils import load_official_checkpoint
+from mmslak.utils import check_dtypes, check_finite, load_official_checkpoint, short_list
 
 OFFICIAL_KEY_RENAMES = (
     (re.compile(r'\.(LoRA1|Decom1)\.'), '.vertical.'),
@@ -62,8 +62,31 @@ def convert_official_keys(state_dict, prefix=''):
     return converted
 
 
-def _likely_causes(backbone, missing, unexpected, mismatched):
-    """Human-readable guesses of why a checkpoint does not fit the backbone."""
+BLOCK_KEY = re.compile(r'^stages\.(\d+)\.(\d+)\.')
+
+
+def _blocks(keys):
+    """``{(stage, index): [keys]}`` of the block keys among ``keys``."""
+    blocks = {}
+    for key in keys:
+        match = BLOCK_KEY.match(key)
+        if match:
+            blocks.setdefault(tuple(map(int, match.groups())), []).append(key)
+    return blocks
+
+
+def _whole_blocks(backbone, missing, unexpected):
+    """The blocks missing from the checkpoint as a whole, and the blocks the model lacks."""
+    model_blocks = _blocks(key for key in backbone.state_dict() if not key.endswith('weight_mask'))
+    missing_blocks = _blocks(missing)
+    absent = [block for block, keys in missing_blocks.items()
+              if set(keys) >= set(model_blocks.get(block, ()))]
+    extra = [block for block in _blocks(unexpected) if block not in model_blocks]
+    return absent, extra
+
+
+def _structure_causes(backbone, missing, unexpected, mismatched):
+    """Causes read from shapes and key names: widths, kernels, decomposition, deploy form."""
     causes = []
     if any(model[0] != ckpt[0] for _, ckpt, model in mismatched):
         causes.append(f'the channel widths differ (arch dims {backbone.arch["dims"]}, '
@@ -80,35 +103,66 @@ def _likely_causes(backbone, missing, unexpected, mismatched):
     if any(fused.search(key) for key in missing) and backbone.deploy:
         causes.append('the checkpoint is in the training form: build with deploy=False, '
                       'load it, then call switch_to_deploy()')
-    if any(re.match(r'stages\.\d+\.\d+\.', key) for key in missing + unexpected):
-        causes.append(f'the number of blocks per stage differs (depths {backbone.arch["depths"]})')
+    gammas = [key for key in backbone.state_dict() if key.endswith('.gamma')]
+    if gammas and set(gammas) <= set(missing):
+        causes.append('the checkpoint has no layer scale: build with layer_scale_init_value=0')
+    if any(key.endswith('.gamma') for key in unexpected) and not gammas:
+        causes.append('the checkpoint has layer scales (gamma): build with '
+                      'layer_scale_init_value > 0 (1e-6 as officially)')
+    return causes
+
+
+def likely_causes(backbone, missing, unexpected, mismatched):
+    """Human-readable guesses of why a checkpoint does not fit the backbone.
+
+    Args:
+        backbone (SLaK): The backbone the checkpoint was loaded into.
+        missing (list[str]): Backbone keys absent from the checkpoint.
+        unexpected (list[str]): Checkpoint keys the backbone does not have.
+        mismatched (list[tuple]): ``(key, checkpoint shape, model shape)`` of shape mismatches.
+
+    Returns:
+        list[str]: The causes, most specific first; never empty.
+    """
+    causes = _structure_causes(backbone, missing, unexpected, mismatched)
+    absent, extra = _whole_blocks(backbone, missing, unexpected)
+    if absent or extra:
+        blocks = ', '.join(f'stages.{stage}.{index}' for stage, index in sorted(absent + extra))
+        causes.append(f'the number of blocks per stage differs (depths '
+                      f'{backbone.arch["depths"]}; whole blocks missing or extra: {blocks})')
     if any(key.startswith('backbone.') for key in unexpected):
         causes.append("the keys start with 'backbone.': load with prefix='backbone.'")
+    if not causes:  # keys unexplained one by one: an incomplete or edited file
+        if missing:
+            causes.append('single tensors are missing from the checkpoint (an incomplete or '
+                          f'edited file): {short_list(missing)}')
+        if unexpected:
+            causes.append(f'the checkpoint has single tensors the backbone does not: '
+                          f'{short_list(unexpected)}')
     return causes or ['the checkpoint is not a SLaK backbone of this configuration']
 
 
-def _short_list(keys, limit=8):
-    keys = list(keys)
-    shown = ', '.join(str(key) for key in keys[:limit])
-    return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
-
-
-def load_slak_checkpoint(backbone, filename, prefix=''):
+def load_slak_checkpoint(backbone, filename, prefix='', allow_non_finite=False):
     """Load SLaK weights into ``backbone``, refusing any checkpoint that does not fit.
 
     Keys that legitimately differ are reported in the log: the ImageNet classifier (``norm``,
     ``head``) and output norms the backbone does not use are skipped, and output norms absent from
     the checkpoint keep their initialisation. Masks of sparse weights absent from the checkpoint are
-    derived from its zeros. Any other missing or unexpected key, or a shape mismatch, raises.
+    derived from its zeros. Any other missing or unexpected key, a shape mismatch, an integer
+    tensor for a floating-point one, or a NaN or infinite value raises.
 
     Args:
         backbone (SLaK): The backbone to load into.
         filename (str): Path or URL of the checkpoint.
         prefix (str): Prefix of the backbone's keys, e.g. ``'backbone.'`` for a detector or
             segmentor checkpoint. Defaults to ``''``.
+        allow_non_finite (bool): Load NaN and infinite values (with a warning) instead of
+            refusing them. Defaults to False.
 
     Raises:
-        ValueError: If the checkpoint does not fit the backbone.
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file is not a readable checkpoint, does not fit the backbone or holds
+            non-finite values.
     """
     state_dict = convert_official_keys(
         state_dict_from_checkpoint(load_official_checkpoint(filename)), prefix)
@@ -125,22 +179,24 @@ def load_slak_checkpoint(backbone, filename, prefix=''):
     if missing or unexpected or mismatched:
         details = []
         if mismatched:
-            details.append('shape mismatch (checkpoint vs model): ' + _short_list(
+            details.append('shape mismatch (checkpoint vs model): ' + short_list(
                 f'{key} {ckpt} vs {model}' for key, ckpt, model in mismatched))
         if missing:
-            details.append('missing from the checkpoint: ' + _short_list(missing))
+            details.append('missing from the checkpoint: ' + short_list(missing))
         if unexpected:
-            details.append('not in the model: ' + _short_list(unexpected))
-        causes = _likely_causes(backbone, missing, unexpected, mismatched)
+            details.append('not in the model: ' + short_list(unexpected))
+        causes = likely_causes(backbone, missing, unexpected, mismatched)
         raise ValueError(f'Checkpoint {filename} does not fit this SLaK backbone; likely cause: '
                          + '; '.join(causes) + '.\n' + '\n'.join(details))
     for key in skipped:
         state_dict.pop(key)
+    check_dtypes(state_dict, model_state, filename)
+    check_finite(state_dict, filename, allow_non_finite)
     backbone.load_state_dict(state_dict, strict=False)
     print_log(f'Loaded {len(state_dict)} SLaK tensors from {filename}', logger='current')
     if skipped:
-        print_log(f'Skipped checkpoint keys the backbone does not use: {_short_list(skipped)}',
+        print_log(f'Skipped checkpoint keys the backbone does not use: {short_list(skipped)}',
                   logger='current')
     if fresh_norms:
         print_log('Output norms not in the checkpoint keep their initialisation: '
-                  f'{_short_list(fresh_norms)}', logger='current')
+                  f'{short_list(fresh_norms)}', logger='current')

@@ -11,9 +11,11 @@ or their separate outputs (training), and another their kernel gradients.
 
 They are compiled with the system C compiler (``$CC``, else ``cc``) into ``$MMSLAK_CACHE_DIR``
 (default ``~/.cache/mmslak``) the first time they are needed, which takes about a second. Where
-that is impossible (no compiler, no AVX-512, not Linux on x86-64) or ``MMSLAK_CPU_KERNEL=0`` is
-set, :func:`depthwise_conv_sum` and :func:`depthwise_convs` return None and the callers fall
-back to oneDNN.
+that is impossible (no compiler, a CPU without the ``avx512f`` flag, not Linux on x86-64) or
+``MMSLAK_CPU_KERNEL=0`` is set, :func:`depthwise_conv_sum` and :func:`depthwise_convs` return
+None and the callers fall back to oneDNN. ``MMSLAK_CPU_KERNEL=1`` requires the kernels: where
+they cannot run, the first call raises instead of falling back. The CPU flag is checked before
+building, since an AVX-512 library run on a CPU without it dies of SIGILL with no message.
 """
 import ctypes
 import functools
@@ -31,6 +33,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 BLOCK = 16  # channels per AVX-512 register
+REQUIRED_CPU_FLAG = 'avx512f'
+KERNEL_MODES = ('0', '1', 'auto')  # values of MMSLAK_CPU_KERNEL: off, required, where possible
 MARGIN = 7  # tile length - 1: the zero border each slab needs on every side
 
 _SOURCE = r'''
@@ -301,6 +305,41 @@ def _cpu_signature():
         return platform.processor()
 
 
+def _cpu_flags():
+    """The CPU's feature flags as the OS enables them (``/proc/cpuinfo``), else torch's probe."""
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('flags'):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith('AVX512')
+    return frozenset([REQUIRED_CPU_FLAG] if avx512 else [])
+
+
+def _unsupported():
+    """Why the kernels cannot run on this machine, or None if they can."""
+    if not sys.platform.startswith('linux') or platform.machine() not in ('x86_64', 'AMD64'):
+        return f'they need Linux on x86-64, not {sys.platform} on {platform.machine()}'
+    if REQUIRED_CPU_FLAG not in _cpu_flags():
+        return f'this CPU lacks the flag {REQUIRED_CPU_FLAG} (AVX-512)'
+    return None
+
+
+def _kernel_mode():
+    """``MMSLAK_CPU_KERNEL``: ``'0'``, ``'1'`` or ``'auto'`` (the default).
+
+    Raises:
+        ValueError: For any other value.
+    """
+    mode = os.environ.get('MMSLAK_CPU_KERNEL', 'auto')
+    if mode not in KERNEL_MODES:
+        raise ValueError(f'MMSLAK_CPU_KERNEL must be 0 (oneDNN), 1 (require the AVX-512 '
+                         f'kernels) or auto, got {mode!r}')
+    return mode
+
+
 def _build(compiler):
     """Compile the kernels into the cache (once per source, compiler and CPU); return the path.
 
@@ -325,19 +364,35 @@ def _build(compiler):
     return path
 
 
+def _fall_back(reason):
+    """Log why the kernels are not used, and return None (no library)."""
+    print_log(f'mmslak: the AVX-512 depthwise kernels are unavailable ({reason}); using oneDNN',
+              logger='current', level=logging.INFO)
+
+
 @functools.lru_cache(maxsize=None)
 def _library():
-    """The compiled kernels, or None where they cannot be built."""
-    if os.environ.get('MMSLAK_CPU_KERNEL', '1') == '0':
+    """The compiled kernels, or None where they cannot be built.
+
+    Raises:
+        ValueError: If ``MMSLAK_CPU_KERNEL=1`` requires them on a machine they cannot run on.
+        OSError: If ``MMSLAK_CPU_KERNEL=1`` requires them and the compiler fails.
+    """
+    mode = _kernel_mode()
+    if mode == '0':
         return None
-    if not sys.platform.startswith('linux') or platform.machine() not in ('x86_64', 'AMD64'):
-        return None
+    unsupported = _unsupported()
+    if unsupported and mode == '1':
+        raise ValueError(f'MMSLAK_CPU_KERNEL=1 requires the AVX-512 depthwise kernels, but '
+                         f'{unsupported}; unset MMSLAK_CPU_KERNEL to use oneDNN instead')
+    if unsupported:
+        return _fall_back(unsupported)
     try:
         library = ctypes.CDLL(_build(os.environ.get('CC', 'cc')))
     except OSError as error:
-        print_log(f'mmslak: the AVX-512 depthwise kernels are unavailable ({error}); using '
-                  'oneDNN', logger='current', level=logging.INFO)
-        return None
+        if mode == '1':
+            raise
+        return _fall_back(error)
     pointer, integer, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     library.depthwise_forward.argtypes = [pointer] * 2 + [integer] * 6 + [pointer] * 6 + \
         [long, integer]
@@ -347,14 +402,14 @@ def _library():
 
 
 def available(x, dtypes=(torch.float32, )):
-    """Whether the kernels apply to ``x``: CPU, 4-D, channels-last, built here.
+    """Whether the kernels apply to ``x``: CPU, 4-D, non-empty, channels-last, built here.
 
     Args:
         x (Tensor): The input.
         dtypes (Sequence[torch.dtype]): The dtypes accepted (the kernels compute in float32;
             a caller that widens other inputs first names them). Defaults to float32.
     """
-    return x.dtype in dtypes and x.device.type == 'cpu' and x.dim() == 4 and \
+    return x.dtype in dtypes and x.device.type == 'cpu' and x.dim() == 4 and x.numel() > 0 and \
         x.is_contiguous(memory_format=torch.channels_last) and _library() is not None
 
 

@@ -22,12 +22,18 @@ def _dtype_supported(dtype):
     return dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def _onednn_applies(x):
+    """oneDNN is on and ``x`` a non-empty CPU tensor (oneDNN builds no primitive for 0 rows)."""
+    return _ONEDNN and torch.backends.mkldnn.enabled and x.device.type == 'cpu' and \
+        x.numel() > 0
+
+
 def can_fuse(x, module):
     """Whether the fused kernels may compute ``module`` on ``x``.
 
-    They need a CPU tensor of float32 (or bfloat16 where oneDNN supports it), oneDNN enabled
-    (``torch.backends.mkldnn.flags``), no autocast, and no autograd graph to record: gradients
-    disabled, or neither ``x`` nor any parameter of ``module`` requiring them.
+    They need a non-empty CPU tensor of float32 (or bfloat16 where oneDNN supports it), oneDNN
+    enabled (``torch.backends.mkldnn.flags``), no autocast, and no autograd graph to record:
+    gradients disabled, or neither ``x`` nor any parameter of ``module`` requiring them.
 
     Args:
         x (Tensor): The input.
@@ -36,7 +42,7 @@ def can_fuse(x, module):
     Returns:
         bool: True when the fused kernels apply.
     """
-    if not (_ONEDNN and torch.backends.mkldnn.enabled) or x.device.type != 'cpu':
+    if not _onednn_applies(x):
         return False
     if not _dtype_supported(x.dtype) or torch.is_autocast_enabled('cpu'):
         return False
@@ -99,7 +105,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x, weight, bias=None):
-    """``F.linear`` that differentiates through oneDNN where it can (float32 CPU, no autocast).
+    """``F.linear`` that differentiates through oneDNN where it can (non-empty float32 CPU input,
+    no autocast).
 
     Args:
         x (Tensor): Input of shape ``(..., in_features)``.
@@ -109,8 +116,7 @@ def linear(x, weight, bias=None):
     Returns:
         Tensor: The output of shape ``(..., out_features)``.
     """
-    if not (_ONEDNN and torch.backends.mkldnn.enabled) or x.device.type != 'cpu' or \
-            x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
+    if not _onednn_applies(x) or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
         return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)
 

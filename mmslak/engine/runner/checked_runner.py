@@ -8,9 +8,10 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from mmslak.models.backbones import SLaK
-from mmslak.models.backbones.slak_checkpoint import _likely_causes, _short_list
+from mmslak.models.backbones.slak_checkpoint import likely_causes
 from mmslak.registry import RUNNERS
 from mmslak.utils import load_official_checkpoint
+from mmslak.utils.checkpoint_checks import check_dtypes, check_finite, short_list
 
 BACKBONE_PREFIX = 'backbone.'
 
@@ -55,7 +56,7 @@ def _model_causes(model, missing, unexpected, mismatched):
                   if key.startswith(BACKBONE_PREFIX)]
         if any(inside) or shapes:
             causes += ['backbone: ' + cause
-                       for cause in _likely_causes(backbone, *inside, shapes)]
+                       for cause in likely_causes(backbone, *inside, shapes)]
     heads = sorted({key.split('.')[0] for key, *_ in mismatched
                     if not key.startswith(BACKBONE_PREFIX)})
     if heads:
@@ -80,28 +81,52 @@ def describe_mismatch(model, filename, missing, unexpected, mismatched):
     lines = [f'Checkpoint {filename} does not fit the model; likely cause: ' +
              '; '.join(_model_causes(model, missing, unexpected, mismatched)) + '.']
     if mismatched:
-        lines.append('shape mismatch (checkpoint vs model): ' + _short_list(
+        lines.append('shape mismatch (checkpoint vs model): ' + short_list(
             f'{key} {ckpt} vs {own}' for key, ckpt, own in mismatched))
     if missing:
-        lines.append('missing from the checkpoint: ' + _short_list(missing))
+        lines.append('missing from the checkpoint: ' + short_list(missing))
     if unexpected:
-        lines.append('not in the model: ' + _short_list(unexpected))
+        lines.append('not in the model: ' + short_list(unexpected))
     return '\n'.join(lines)
 
 
 @RUNNERS.register_module()
-class StrictLoadRunner(Runner):
-    """mmengine's ``Runner`` that loads a checkpoint (``load_from``, ``resume``, the checkpoint
-    of ``tools/test.py``) only if it fits the whole model.
+class CheckedRunner(Runner):
+    """mmengine's ``Runner`` that checks what it reads: checkpoints and data files.
+
+    It loads a checkpoint (``load_from``, ``resume``, the checkpoint of ``tools/test.py``) only
+    if it fits the whole model, and its datasets name the files of a sample whose loading fails
+    (:func:`mmslak.datasets.name_files_in_errors`: a corrupt PNG is otherwise reported as
+    ``cannot identify image file <_io.BytesIO ...>``).
 
     mmengine loads with ``strict=False``: a checkpoint of another architecture leaves the
     layers it does not fit randomly initialised behind a log line, and a test or a training
-    then runs on them. This runner raises instead, naming the keys and the likely cause. The
-    config option ``load_strict=False`` loads what fits, with a warning. The file is read by
+    then runs on them. This runner raises instead, naming the keys and the likely cause; the
+    config option ``load_strict=False`` loads what fits, with a warning. It also refuses NaN or
+    infinite values (config option ``allow_non_finite=True`` loads them, with a warning) and
+    integer tensors for floating-point ones. The file is read by
     :func:`mmslak.utils.load_official_checkpoint`, which names it in its errors.
     ``tools/train.py`` and ``tools/test.py`` build it unless the config names a
     ``runner_type``.
     """
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's data loader, whose dataset names the files in its errors.
+
+        Args:
+            dataloader (DataLoader | dict): A data loader or its config.
+            seed (int, optional): Random seed of the workers. Defaults to None.
+            diff_rank_seed (bool): Give each process another seed. Defaults to False.
+
+        Returns:
+            DataLoader: The data loader.
+        """
+        # imported here: mmslak.datasets needs pycocotools, which a model-only install lacks
+        from mmslak.datasets import name_files_in_errors
+        loader = Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        name_files_in_errors(loader.dataset)
+        return loader
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module\.', '')]):
@@ -119,7 +144,8 @@ class StrictLoadRunner(Runner):
             dict: The checkpoint.
 
         Raises:
-            ValueError: If the checkpoint does not fit the model.
+            ValueError: If the checkpoint does not fit the model, holds non-finite values or
+                integer tensors for floating-point ones.
         """
         checkpoint = load_official_checkpoint(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
@@ -129,6 +155,8 @@ class StrictLoadRunner(Runner):
             state_dict = OrderedDict(
                 (re.sub(pattern, replacement, key), value) for key, value in state_dict.items())
         self._check_fit(model, state_dict, filename, strict or self.cfg.get('load_strict', True))
+        check_dtypes(state_dict, model.state_dict(), filename)
+        check_finite(state_dict, filename, self.cfg.get('allow_non_finite', False))
         checkpoint = _load_checkpoint_to_model(model, checkpoint, False, revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
