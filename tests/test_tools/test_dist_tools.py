@@ -83,6 +83,7 @@ def test_both_ranks_hold_identical_parameters_and_buffers(dist_run):
     assert not different
     checkpoint = torch.load(dist_run['root'] / 'train' / 'iter_4.pth', weights_only=False)
     assert checkpoint['state_dict'].keys() == rank0.keys()
+    assert len(checkpoint['random_state']) == 2  # each process's, for an exact resume
     assert all(torch.equal(tensor, rank0[name])
                for name, tensor in checkpoint['state_dict'].items())
 

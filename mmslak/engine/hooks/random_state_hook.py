@@ -50,11 +50,19 @@ class RandomStateHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self):
+        self._states = None
         self._loaded = None
 
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        # mmengine saves checkpoints on the first process only, where no collective can run:
+        # every process's state is gathered after each iteration instead (a few KiB)
+        self._states = all_gather_object(_random_state())
+
     def before_save_checkpoint(self, runner, checkpoint):
-        # every process saves (only the first writes the file), so the gather reaches all
-        checkpoint['random_state'] = all_gather_object(_random_state())
+        if self._states is None and get_world_size() == 1:
+            self._states = [_random_state()]
+        if self._states is not None:
+            checkpoint['random_state'] = self._states
 
     def after_load_checkpoint(self, runner, checkpoint):
         self._loaded = (checkpoint.get('meta', {}).get('iter'), checkpoint.get('random_state'))
