@@ -1,0 +1,129 @@
+"""Packaging: ranges in pyproject.toml, exact pins in requirements/sandbox.txt, .mim files."""
+import importlib.util
+import os.path as osp
+import re
+import tomllib
+from importlib.metadata import version
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+import mmslak
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+STACK = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation')
+
+
+def _pyproject():
+    with open(osp.join(ROOT, 'pyproject.toml'), 'rb') as f:
+        return tomllib.load(f)
+
+
+def _requirements():
+    """The requirements of the package and of its extras (the task packages are extras)."""
+    project = _pyproject()['project']
+    lines = project['dependencies'] + [
+        line for extra in project['optional-dependencies'].values() for line in extra]
+    return {canonicalize_name(req.name): req for req in map(Requirement, lines)
+            if canonicalize_name(req.name) != 'mmslak'}
+
+
+def test_task_packages_are_extras():
+    project = _pyproject()['project']
+    required = {canonicalize_name(Requirement(line).name) for line in project['dependencies']}
+    assert required == {'torch', 'mmengine', 'mmcv', 'numpy'}
+    extras = project['optional-dependencies']
+    assert [Requirement(line).name for line in extras['det']] == ['mmdet', 'pycocotools']
+    assert [Requirement(line).name for line in extras['seg']] == ['mmsegmentation']
+
+
+def _pins():
+    pins = {}
+    with open(osp.join(ROOT, 'requirements', 'sandbox.txt')) as f:
+        for line in f:
+            line = line.split('#')[0].strip()
+            if line:
+                name, sep, pinned = line.partition('==')
+                assert sep and pinned, f'not an exact pin: {line!r}'
+                pins[canonicalize_name(name)] = pinned
+    return pins
+
+
+def test_stack_has_ranges_not_pins():
+    requirements = _requirements()
+    for name in STACK:
+        specifiers = {spec.operator for spec in requirements[name].specifier}
+        assert '>=' in specifiers and '==' not in specifiers, requirements[name]
+
+
+@pytest.mark.parametrize('name,admitted,refused', [
+    ('torch', ['2.6.0', '2.10.1', '2.13.0'], ['2.5.1']),
+    ('mmengine', ['0.7.1', '0.10.7'], ['0.7.0', '1.0.0']),
+    ('mmcv', ['2.0.0', '2.1.0'], ['1.7.2', '2.2.0']),
+    ('mmdet', ['3.0.0', '3.3.0'], ['2.28.2', '4.0.0']),
+    ('mmsegmentation', ['1.0.0', '1.2.2'], ['0.30.0', '2.0.0']),
+])
+def test_supported_ranges(name, admitted, refused):
+    specifier = _requirements()[name].specifier
+    assert all(specifier.contains(v) for v in admitted), (specifier, admitted)
+    assert not any(specifier.contains(v) for v in refused), (specifier, refused)
+
+
+def test_every_floor_has_its_reason():
+    """Each dependency line of the stack follows a comment saying why."""
+    block = open(osp.join(ROOT, 'pyproject.toml')).read().splitlines()
+    for i, line in enumerate(block):
+        if re.match(r'\s*"(torch|mmengine|mmcv|mmdet|mmsegmentation)[><=]', line):
+            assert block[i - 1].strip().startswith('#'), line
+
+
+def test_sandbox_pins_satisfy_the_ranges_and_are_installed():
+    pins = _pins()
+    requirements = _requirements()
+    assert {'torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'numpy'} <= set(pins)
+    for name, req in requirements.items():
+        if name in pins:
+            assert req.specifier.contains(pins[name]), (req, pins[name])
+    for name in STACK:  # this environment is the pinned one (make setup checks all of them)
+        assert Version(version(name)).base_version == pins[name], name
+
+
+def test_version_is_the_package_metadata():
+    assert version('mmslak') == mmslak.__version__
+    assert _pyproject()['tool']['setuptools']['dynamic']['version'] == {
+        'attr': 'mmslak.version.__version__'}
+
+
+def test_setup_env_uses_the_constraints_and_stamps_the_packaging_files():
+    script = open(osp.join(ROOT, 'tools', 'setup_env.sh')).read()
+    assert 'requirements/sandbox.txt' in script and '-c "$CONSTRAINTS"' in script
+    fingerprint = script.split('fingerprint() {', 1)[1].split('}', 1)[0]
+    for name in ('setup.cfg', 'setup.py', 'pyproject.toml', '$CONSTRAINTS'):
+        assert name in fingerprint
+    assert "'pip<25'" not in script  # PEP 660 editables: no `setup.py develop` to dodge
+
+
+def test_build_copies_the_mim_files(tmp_path):
+    """What a wheel's mmslak/.mim holds: configs, tools, model-index.yml; no caches or wheels."""
+    spec = importlib.util.spec_from_file_location('mmslak_setup', osp.join(ROOT, 'setup.py'))
+    setup_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_py)  # setup() itself only runs as __main__
+    setup_py.copy_mim_files(str(tmp_path))
+    mim = tmp_path / '.mim'
+    assert (mim / 'model-index.yml').read_text() == open(osp.join(ROOT, 'model-index.yml')).read()
+    for path in ('configs/segmentation/slak-t_upernet_4xb4-amp-160k_ade20k-512x512.py',
+                 'configs/segmentation/metafile.yml', 'configs/_base_/models/upernet_slak.py',
+                 'tools/train.py', 'tools/test.py', 'tools/dist_train.sh'):
+        assert (mim / path).is_file(), path
+    shipped = [p.name for p in mim.rglob('*')]
+    assert '__pycache__' not in shipped and 'wheels' not in shipped
+    assert not [name for name in shipped if name.endswith('.whl')]
+
+
+def test_manifest_ships_what_the_build_copies():
+    manifest = open(osp.join(ROOT, 'MANIFEST.in')).read()
+    for line in ('graft configs', 'graft tools', 'prune tools/gpu_check/wheels'):
+        assert line in manifest
+    assert re.search(r'^include .*\bmodel-index\.yml', manifest, re.M)
