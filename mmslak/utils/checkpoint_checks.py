@@ -25,6 +25,28 @@ def short_list(items, limit=8):
     return shown + (f' ... ({len(items)} in all)' if len(items) > limit else '')
 
 
+def mismatch_details(missing, unexpected, mismatched):
+    """Lines listing the keys of a checkpoint that do not fit a model, kind by kind.
+
+    Args:
+        missing (list[str]): Keys of the model that the checkpoint lacks.
+        unexpected (list[str]): Keys of the checkpoint that the model lacks.
+        mismatched (list[tuple]): ``(key, checkpoint shape, model shape)``.
+
+    Returns:
+        list[str]: One line per kind that occurs.
+    """
+    lines = []
+    if mismatched:
+        lines.append('shape mismatch (checkpoint vs model): ' + short_list(
+            f'{key} {ckpt} vs {own}' for key, ckpt, own in mismatched))
+    if missing:
+        lines.append('missing from the checkpoint: ' + short_list(missing))
+    if unexpected:
+        lines.append('not in the model: ' + short_list(unexpected))
+    return lines
+
+
 def non_finite_tensors(state_dict):
     """The names of the floating-point tensors that hold a NaN or an infinity.
 

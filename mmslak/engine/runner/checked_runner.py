@@ -11,7 +11,7 @@ from mmslak.models.backbones import SLaK
 from mmslak.models.backbones.slak_checkpoint import likely_causes
 from mmslak.registry import RUNNERS
 from mmslak.utils import load_official_checkpoint
-from mmslak.utils.checkpoint_checks import check_dtypes, check_finite, short_list
+from mmslak.utils.checkpoint_checks import check_dtypes, check_finite, mismatch_details
 
 BACKBONE_PREFIX = 'backbone.'
 
@@ -78,16 +78,9 @@ def describe_mismatch(model, filename, missing, unexpected, mismatched):
     Returns:
         str: The message.
     """
-    lines = [f'Checkpoint {filename} does not fit the model; likely cause: ' +
-             '; '.join(_model_causes(model, missing, unexpected, mismatched)) + '.']
-    if mismatched:
-        lines.append('shape mismatch (checkpoint vs model): ' + short_list(
-            f'{key} {ckpt} vs {own}' for key, ckpt, own in mismatched))
-    if missing:
-        lines.append('missing from the checkpoint: ' + short_list(missing))
-    if unexpected:
-        lines.append('not in the model: ' + short_list(unexpected))
-    return '\n'.join(lines)
+    causes = _model_causes(model, missing, unexpected, mismatched)
+    return '\n'.join([f'Checkpoint {filename} does not fit the model; likely cause: ' +
+                      '; '.join(causes) + '.'] + mismatch_details(missing, unexpected, mismatched))
 
 
 @RUNNERS.register_module()

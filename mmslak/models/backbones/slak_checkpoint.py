@@ -9,7 +9,8 @@ from collections import OrderedDict
 
 from mmengine.logging import print_log
 
-from mmslak.utils import check_dtypes, check_finite, load_official_checkpoint, short_list
+from mmslak.utils import load_official_checkpoint
+from mmslak.utils.checkpoint_checks import check_dtypes, check_finite, mismatch_details, short_list
 
 OFFICIAL_KEY_RENAMES = (
     (re.compile(r'\.(LoRA1|Decom1)\.'), '.vertical.'),
@@ -177,17 +178,10 @@ def load_slak_checkpoint(backbone, filename, prefix='', allow_non_finite=False):
                   for key in state_dict
                   if key in model_state and state_dict[key].shape != model_state[key].shape]
     if missing or unexpected or mismatched:
-        details = []
-        if mismatched:
-            details.append('shape mismatch (checkpoint vs model): ' + short_list(
-                f'{key} {ckpt} vs {model}' for key, ckpt, model in mismatched))
-        if missing:
-            details.append('missing from the checkpoint: ' + short_list(missing))
-        if unexpected:
-            details.append('not in the model: ' + short_list(unexpected))
         causes = likely_causes(backbone, missing, unexpected, mismatched)
         raise ValueError(f'Checkpoint {filename} does not fit this SLaK backbone; likely cause: '
-                         + '; '.join(causes) + '.\n' + '\n'.join(details))
+                         + '; '.join(causes) + '.\n' +
+                         '\n'.join(mismatch_details(missing, unexpected, mismatched)))
     for key in skipped:
         state_dict.pop(key)
     check_dtypes(state_dict, model_state, filename)
