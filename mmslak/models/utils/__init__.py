@@ -1,7 +1,9 @@
-from .sparse_masks import (add_weight_masks, apply_weight_masks, density_by_prefix,
-                           fill_missing_masks, iter_masked_weights)
+from .sparse_masks import (add_weight_masks, apply_weight_masks, density_by_prefix, erk_densities,
+                           fill_missing_masks, iter_masked_weights, prune_and_regrow, random_mask,
+                           reset_optimizer_state)
 
 __all__ = [
-    'add_weight_masks', 'apply_weight_masks', 'density_by_prefix', 'fill_missing_masks',
-    'iter_masked_weights'
+    'add_weight_masks', 'apply_weight_masks', 'density_by_prefix', 'erk_densities',
+    'fill_missing_masks', 'iter_masked_weights', 'prune_and_regrow', 'random_mask',
+    'reset_optimizer_state'
 ]

@@ -1,9 +1,12 @@
-"""Binary masks that keep sparse weights sparse during fine-tuning.
+"""Binary masks that keep sparse weights sparse, fixed (fine-tuning) or moving (sparse training).
 
 Every 2-D and 4-D ``weight`` of a module gets a boolean ``weight_mask`` buffer beside it, so the
 masks travel with the state dict (train, val, test and resume alike). A state dict without masks
 (an official or converted checkpoint) gets them from the zeros of its own weights when loaded.
+The mask algorithms of dynamic sparsity (ERK densities, exact prune and regrow) live here too.
 """
+import math
+
 import torch
 
 MASK_SUFFIX = '_mask'
@@ -64,3 +67,92 @@ def density_by_prefix(module, prefixes):
                 kept[group] = kept.get(group, 0) + int(mask.sum())
                 total[group] = total.get(group, 0) + mask.numel()
     return {group: kept[group] / total[group] for group in total}
+
+
+def erk_densities(shapes, density):
+    """Per-layer densities of the Erdős–Rényi-Kernel distribution at a global density.
+
+    Each layer's density is ``eps * sum(shape) / prod(shape)`` with one ``eps`` for all, chosen
+    so that the layers keep ``density`` of their weights together; a layer whose density would
+    exceed 1 is made dense and ``eps`` recomputed for the others.
+
+    Args:
+        shapes (dict[str, torch.Size]): Weight shape per layer name.
+        density (float): Fraction of all the weights to keep, in (0, 1].
+
+    Returns:
+        dict[str, float]: Density per layer name.
+    """
+    numel = {name: math.prod(shape) for name, shape in shapes.items()}
+    raw = {name: sum(shape) / numel[name] for name, shape in shapes.items()}
+    dense = set()
+    while True:
+        sparse_numel = sum(numel[name] for name in shapes if name not in dense)
+        kept = density * sum(numel.values()) - sum(numel[name] for name in dense)
+        eps = kept / sum(raw[name] * numel[name] for name in shapes if name not in dense)
+        too_dense = {name for name in shapes if name not in dense and eps * raw[name] > 1}
+        if not too_dense or sparse_numel == 0:
+            break
+        dense |= too_dense
+    return {name: 1.0 if name in dense else eps * raw[name] for name in shapes}
+
+
+def random_mask(shape, density, generator):
+    """A boolean mask with exactly ``round(density * numel)`` True entries drawn at random.
+
+    Args:
+        shape (torch.Size): The mask's shape.
+        density (float): Fraction of True entries.
+        generator (torch.Generator): A CPU generator to draw from.
+    """
+    numel = math.prod(shape)
+    mask = torch.zeros(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:round(density * numel)]] = True
+    return mask.view(shape)
+
+
+@torch.no_grad()
+def prune_and_regrow(weight, mask, rate, generator):
+    """Drop the smallest active weights and activate as many inactive positions at random.
+
+    ``ceil(rate * active)`` active positions with the smallest magnitudes are pruned (ties go
+    to the lower index) and the same number of positions inactive after pruning is regrown,
+    so the number of active weights is kept exactly.
+
+    Args:
+        weight (torch.Tensor): The layer's weight, zero where ``mask`` is False.
+        mask (torch.Tensor): Its boolean mask, updated in place.
+        rate (float): Fraction of the active weights to move.
+        generator (torch.Generator): A CPU generator for the regrown positions.
+
+    Returns:
+        tuple[torch.Tensor, torch.Tensor]: Flat indices of the pruned and the regrown positions.
+    """
+    flat = mask.reshape(-1).clone()
+    active = flat.nonzero().squeeze(1)
+    count = math.ceil(rate * active.numel())
+    magnitude = weight.detach().reshape(-1)[active].abs().float().cpu()
+    pruned = active[torch.argsort(magnitude, stable=True)[:count].to(active.device)]
+    flat[pruned] = False
+    inactive = (~flat).nonzero().squeeze(1)
+    draw = torch.randperm(inactive.numel(), generator=generator)[:count]
+    regrown = inactive[draw.to(inactive.device)]
+    flat[regrown] = True
+    mask.copy_(flat.view(mask.shape))
+    return pruned, regrown
+
+
+def reset_optimizer_state(optimizer, param, indices):
+    """Zero the optimizer state of ``param`` at the flat ``indices`` (momenta, Adam moments).
+
+    Args:
+        optimizer (torch.optim.Optimizer): The optimizer that updates ``param``.
+        param (torch.nn.Parameter): The parameter whose state is reset.
+        indices (torch.Tensor): Flat indices into ``param``.
+    """
+    positions = torch.zeros(param.numel(), dtype=torch.bool, device=param.device)
+    positions[indices] = True
+    positions = positions.view(param.shape)
+    for value in optimizer.state.get(param, {}).values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value.masked_fill_(positions, 0)
