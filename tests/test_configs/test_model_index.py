@@ -67,7 +67,7 @@ def test_every_recipe_has_exactly_one_entry():
         if osp.relpath(path, osp.join(ROOT, 'configs')).split(os.sep)[0] not in NOT_RECIPES)
     listed = sorted(model['Config'] for model in MODELS)
     assert listed == recipes
-    assert len(recipes) == 7
+    assert len(recipes) == 9
 
 
 @pytest.mark.parametrize('model', MODELS, ids=_id)

@@ -1,4 +1,6 @@
-"""DynamicSparsityHook: ERK masks, exact prune/regrow, AMP, accumulation, resume and DDP."""
+"""DynamicSparsityHook: ERK and SNIP masks, exact prune/regrow (random and gradient growth), AMP,
+accumulation, resume and DDP."""
+import copy
 import math
 import os
 
@@ -10,7 +12,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from mmslak.engine import DynamicSparsityHook
-from mmslak.models.utils import erk_densities, prune_and_regrow
+from mmslak.models.utils import erk_densities, prune_and_regrow, snip_masks
 from mmslak.registry import MODELS, OPTIM_WRAPPERS
 from tests.distributed import free_port, run_ranks
 from ..test_models.test_slak_sparse import BackboneRegressor
@@ -190,14 +192,14 @@ def test_resume_equals_the_uninterrupted_run_and_loads_into_sparse_slak(tmp_path
     assert torch.equal(backbone.stages[3][0].pwconv1.weight_mask, one['state_dict'][key])
 
 
-def _rank(rank, world_size, port, out_dir):
+def _rank(rank, world_size, port, out_dir, hook):
     # mmengine's own initialisation selects a CUDA device: the test makes the gloo group
     os.environ['LOCAL_RANK'] = str(rank)
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=world_size)
     try:
         runner = make_runner(
-            os.path.join(out_dir, f'rank{rank}'), max_iters=4, launcher='pytorch',
+            os.path.join(out_dir, f'rank{rank}'), hook=hook, max_iters=4, launcher='pytorch',
             cfg=dict(model_wrapper_cfg=dict(type='mmslak.CPUDistributedDataParallel',
                                             find_unused_parameters=True)))
         runner.train()
@@ -206,8 +208,11 @@ def _rank(rank, world_size, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_two_processes_hold_identical_masks_after_every_update(tmp_path):
-    run_ranks(_rank, 2, free_port(), str(tmp_path))
+# SNIP and gradient growth read the gradients DDP all-reduced: identical on every process
+@pytest.mark.parametrize('hook', [HOOK, dict(HOOK, distribution='snip', growth='gradient')],
+                         ids=['ERK-random', 'snip-gradient'])
+def test_two_processes_hold_identical_masks_after_every_update(tmp_path, hook):
+    run_ranks(_rank, 2, free_port(), str(tmp_path), hook)
     ranks = [torch.load(tmp_path / f'records{rank}.pth') for rank in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 4
     for one, other in zip(*ranks):
@@ -220,7 +225,9 @@ def test_two_processes_hold_identical_masks_after_every_update(tmp_path):
 
 def test_unknown_options_and_unmatched_targets_are_named(tmp_path):
     with pytest.raises(ValueError, match='distribution must be one of'):
-        DynamicSparsityHook(distribution='snip')
+        DynamicSparsityHook(distribution='magnitude')
+    with pytest.raises(ValueError, match='growth must be one of'):
+        DynamicSparsityHook(growth='momentum')
     runner = make_runner(tmp_path, hook=dict(HOOK, targets=['no_such_layer']), max_iters=1)
     with pytest.raises(ValueError, match='matches none of the masked weights'):
         runner.train()
@@ -253,3 +260,97 @@ def test_steps_skipped_by_the_loss_scaler_do_not_count(tmp_path):
     runner.train()
     assert mask_changes(runner.rec.records) == [False, True, True]
     assert sparsity_hook(runner).steps == 3
+
+
+class FirstBatch(Hook):
+    """A copy of the model and the batch of the first iteration, before any optimizer step."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if batch_idx == 0:
+            self.model, self.batch = copy.deepcopy(runner.model), data_batch
+
+
+class StepGradients(Hook):
+    """``|gradient|`` of every masked backbone weight just before each optimizer step."""
+
+    def __init__(self):
+        self.grads = []
+
+    def before_train(self, runner):
+        runner.optim_wrapper.optimizer.register_step_pre_hook(self._record)
+        self.backbone = runner.model.backbone
+
+    def _record(self, optimizer, args, kwargs):
+        self.grads.append({name: param.grad.abs().clone()
+                           for name, param in self.backbone.named_parameters()
+                           if param.dim() in (2, 4) and param.grad is not None})
+
+
+def test_snip_masks_keep_the_global_top_scores_with_ties_to_the_earlier():
+    scores = {'a': torch.tensor([[3., 1.], [2., 2.]]), 'b': torch.tensor([2., 0., 5.])}
+    masks = snip_masks(scores, 4 / 7)
+    assert masks['a'].tolist() == [[True, False], [True, True]]
+    assert masks['b'].tolist() == [False, False, True]
+
+
+def test_snip_keeps_the_highest_weight_times_gradient_of_the_first_batch(tmp_path):
+    first = FirstBatch()
+    runner = make_runner(tmp_path, hook=dict(HOOK, distribution='snip', update_interval=None),
+                         max_iters=2)
+    runner.register_custom_hooks([first])
+    runner.train()
+    # the direct computation: loss of the first batch on the initial weights
+    model = first.model
+    losses = model._run_forward(model.data_preprocessor(first.batch, True), mode='loss')
+    model.parse_losses(losses)[0].backward()
+    names = list(runner.rec.records[0])
+    params = dict(model.backbone.named_parameters())
+    scores = torch.cat([(params[n] * params[n].grad).abs().reshape(-1) for n in names])
+    expected = torch.zeros(scores.numel(), dtype=torch.bool)
+    expected[scores.topk(round(0.3 * scores.numel())).indices] = True
+    for record in runner.rec.records:
+        kept = torch.cat([record[n]['mask'].reshape(-1) for n in names])
+        assert torch.equal(kept, expected)
+        assert_masked_weights_zero(record)
+    # the gradients of the pruned weights were zeroed before the first step too
+    for entry in runner.rec.records[0].values():
+        assert not entry['exp_avg'][~entry['mask']].any()
+    assert sparsity_hook(runner).steps == 2
+
+
+def test_gradient_growth_keeps_the_top_gradient_inactive_positions():
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(20, 30, generator=generator) < 0.4
+    weight = torch.randn(20, 30, generator=generator) * mask
+    scores = torch.randint(0, 4, (20, 30), generator=generator).float()  # many ties
+    before = mask.clone()
+    pruned, regrown = prune_and_regrow(weight, mask, 0.3, growth_scores=scores)
+    count = math.ceil(0.3 * int(before.sum()))
+    assert pruned.numel() == regrown.numel() == count and int(mask.sum()) == int(before.sum())
+    candidates = before.view(-1).clone()
+    candidates[pruned] = False
+    inactive = (~candidates).nonzero().squeeze(1)
+    # highest score first, the lower index first among equal scores
+    order = sorted(inactive.tolist(), key=lambda i: (-scores.view(-1)[i].item(), i))
+    assert regrown.tolist() == order[:count]
+
+
+def test_gradient_growth_regrows_where_the_gradient_of_the_update_step_is_largest(tmp_path):
+    grads = StepGradients()
+    runner = make_runner(tmp_path, hook=dict(HOOK, growth='gradient'), max_iters=4)
+    runner.register_custom_hooks([grads])
+    runner.train()
+    records = runner.rec.records
+    densities = erk_densities({n: e['mask'].shape for n, e in records[0].items()}, 0.3)
+    assert mask_changes(records) == [True, False, True]
+    checked = 0
+    for step in (2, 4):  # the updates
+        old, new, grad = records[step - 2], records[step - 1], grads.grads[step - 1]
+        for name, entry in new.items():
+            mask = entry['mask']
+            assert int(mask.sum()) == round(densities[name] * mask.numel())
+            regrown = mask & ~old[name]['mask']
+            if densities[name] < 1 and regrown.any():
+                assert grad[name][regrown].min() >= grad[name][~mask].max(), name
+                checked += 1
+    assert checked > 10

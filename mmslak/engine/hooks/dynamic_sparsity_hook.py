@@ -12,10 +12,11 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
 from mmslak.models.utils import (erk_densities, iter_masked_weights, prune_and_regrow, random_mask,
-                                 reset_optimizer_state)
+                                 reset_optimizer_state, snip_masks)
 from mmslak.registry import HOOKS
 
-DISTRIBUTIONS = ('ERK', 'uniform', 'from_weights')
+DISTRIBUTIONS = ('ERK', 'uniform', 'from_weights', 'snip')
+GROWTHS = ('random', 'gradient')
 # the large-kernel branches of SLaK blocks (mmslak.models.layers.LargeKernelConv)
 LARGE_KERNEL_PATTERN = r'(^|\.)large_kernel\.'
 # layers this dense are left dense by the updates, as in the official engine
@@ -40,23 +41,29 @@ class DynamicSparsityHook(Hook):
     The hook acts on the ``weight_mask`` buffers that SLaK registers with ``sparse=True`` (the
     masks are then in every state dict, broadcast by DDP and resumed with the model). Before
     training it draws the masks (``ERK`` or ``uniform``) or keeps those already there
-    (``from_weights``: loaded, or derived from a checkpoint's zeros). After every optimizer
-    step it zeroes the masked-out weights; every ``update_interval`` steps it prunes in each
-    target layer the ``ceil(rate * active)`` active weights of smallest magnitude and regrows
-    as many inactive positions at random (weights from zero, their optimizer state reset, as
-    is that of the pruned positions), so each layer keeps exactly its number of weights. The
-    rate decays by a cosine from ``prune_rate`` to ``prune_rate_min`` over training.
+    (``from_weights``: loaded, or derived from a checkpoint's zeros); ``snip`` draws them at the
+    first optimizer step, before the weights change, from the gradients of that step. After
+    every optimizer step it zeroes the masked-out weights; every ``update_interval`` steps it
+    prunes in each target layer the ``ceil(rate * active)`` active weights of smallest magnitude
+    and regrows as many inactive positions, at random or where the gradient of that step is
+    largest (weights from zero, their optimizer state reset, as is that of the pruned
+    positions), so each layer keeps exactly its number of weights. The rate decays by a cosine
+    from ``prune_rate`` to ``prune_rate_min`` over training.
 
     Optimizer steps are counted where they happen (a post-step hook of the optimizer), so
-    gradient accumulation and steps skipped by a loss scaler count right. Every process draws
-    from a generator seeded alike, on identical weights: all ranks hold identical masks. The
-    step count and the generator are saved with each checkpoint and restored on resume.
+    gradient accumulation and steps skipped by a loss scaler count right; gradients are read in
+    a pre-step hook, where they are complete (accumulated, unscaled, all-reduced by DDP) and the
+    weights not yet changed. Every process draws from a generator seeded alike, on identical
+    weights and gradients: all ranks hold identical masks. The step count and the generator are
+    saved with each checkpoint and restored on resume.
 
     Args:
         sparsity (float): Fraction of the target weights that are zero. Defaults to 0.4.
         distribution (str): How density is spread over the layers: ``'ERK'`` (proportional to
-            ``sum(shape) / prod(shape)``), ``'uniform'`` or ``'from_weights'`` (the masks the
-            model holds). Defaults to ``'ERK'``.
+            ``sum(shape) / prod(shape)``), ``'uniform'``, ``'from_weights'`` (the masks the
+            model holds) or ``'snip'`` (global SNIP: the ``round(density * total)`` target
+            weights of highest ``|weight * gradient|`` at the first optimizer step, over all
+            target layers; ties keep the earlier layer and lower index). Defaults to ``'ERK'``.
         targets (str | Sequence[str]): The masked weights that are sparsified: ``'all'``,
             ``'large_kernels'`` (the large-kernel branches, the official ``--only-L``) or
             regular expressions searched in the weight names. Others keep their masks.
@@ -69,7 +76,9 @@ class DynamicSparsityHook(Hook):
             fixed. Defaults to 100.
         stop_at (float): Fraction of the training's optimizer steps after which the masks stay
             fixed. Defaults to 1.0.
-        growth (str): How positions are regrown; only ``'random'``. Defaults to ``'random'``.
+        growth (str): How positions are regrown: ``'random'`` or ``'gradient'`` (RigL: the
+            inactive positions of largest gradient magnitude at the updating step, ties to the
+            lower index). Defaults to ``'random'``.
         seed (int, optional): Seed of the mask generator; None takes the runner's seed.
             Defaults to None.
         plot (bool): Save ``density_per_layer.png`` into the work dir. Defaults to True.
@@ -94,8 +103,8 @@ class DynamicSparsityHook(Hook):
                  plot=True):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f'distribution must be one of {DISTRIBUTIONS}, got {distribution!r}')
-        if growth != 'random':
-            raise ValueError(f"growth must be 'random' (the only one implemented), got {growth!r}")
+        if growth not in GROWTHS:
+            raise ValueError(f'growth must be one of {GROWTHS}, got {growth!r}')
         if not 0 <= sparsity < 1:
             raise ValueError(f'sparsity must be in [0, 1), got {sparsity}')
         if not 0 <= prune_rate_min <= prune_rate <= 1:
@@ -118,7 +127,9 @@ class DynamicSparsityHook(Hook):
         self._total_steps = 1
         self.generator = torch.Generator()
         self._loaded = None
-        self._handle = None
+        self._handles = []
+        self._grads = None
+        self._snip_pending = False
 
     def before_train(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -128,22 +139,30 @@ class DynamicSparsityHook(Hook):
         self._optimizer = self._find_optimizer(runner)
         accumulation = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
         self._total_steps = max(math.ceil(runner.max_iters / accumulation), 1)
+        self._plot_path = osp.join(runner.work_dir, 'density_per_layer.png')
         if not self._resume(runner):
             self._seed_generator(runner)
-            if self.distribution != 'from_weights':
+            if self.distribution in ('ERK', 'uniform'):
                 self._draw_masks()
+        # SNIP needs the gradients of the first optimizer step (a run resumed before it too)
+        self._snip_pending = self.distribution == 'snip' and self.steps == 0
+        if not self._snip_pending:
+            self._masks_ready()
+        self._handles = [self._optimizer.register_step_pre_hook(self._before_step),
+                         self._optimizer.register_step_post_hook(self._after_step)]
+
+    def after_train(self, runner):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _masks_ready(self):
         # updates keep each layer's count: dense layers stay dense and need no masking
         self._sparse = [layer for layer in self._masked if not layer.mask.all()]
         self._apply_masks()
         self._log_layers()
         if self.plot and is_main_process():
-            self._plot(osp.join(runner.work_dir, 'density_per_layer.png'))
-        self._handle = self._optimizer.register_step_post_hook(self._after_step)
-
-    def after_train(self, runner):
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+            self._plot(self._plot_path)
 
     def before_save_checkpoint(self, runner, checkpoint):
         # runs on the first process only: no collective here
@@ -222,16 +241,38 @@ class DynamicSparsityHook(Hook):
         for layer in self._sparse:
             layer.weight.mul_(layer.mask)
 
+    @torch.no_grad()
+    def _draw_snip_masks(self):
+        scores = {layer.name: (layer.weight * layer.weight.grad).abs()
+                  if layer.weight.grad is not None else torch.zeros_like(layer.weight)
+                  for layer in self._layers}
+        masks = snip_masks(scores, 1 - self.sparsity)
+        for layer in self._layers:
+            layer.mask.copy_(masks[layer.name])
+            if layer.weight.grad is not None:
+                layer.weight.grad.mul_(layer.mask)
+        self._snip_pending = False
+        self._masks_ready()
+
+    def _before_step(self, optimizer, args, kwargs):
+        # gradients complete, weights untouched: RigL's growth criterion, SNIP's scores
+        if self.growth == 'gradient' and self._update_due(self.steps + 1):
+            self._grads = {layer.name: layer.weight.grad.detach().abs()
+                           if layer.weight.grad is not None else None
+                           for layer in self._layers}
+        if self._snip_pending:
+            self._draw_snip_masks()
+
     def _after_step(self, optimizer, args, kwargs):
         self.steps += 1
-        if self._update_due():
+        if self._update_due(self.steps):
             self._update()
         else:
             self._apply_masks()
 
-    def _update_due(self):
-        return (self.update_interval is not None and self.steps % self.update_interval == 0
-                and self.steps <= self.stop_at * self._total_steps)
+    def _update_due(self, step):
+        return (self.update_interval is not None and step % self.update_interval == 0
+                and step <= self.stop_at * self._total_steps)
 
     def _update(self):
         start, rate, moved = time.perf_counter(), self.current_prune_rate(), 0
@@ -239,10 +280,16 @@ class DynamicSparsityHook(Hook):
         for layer in self._layers:
             if layer.density >= DENSE_ENOUGH:
                 continue
-            pruned, regrown = prune_and_regrow(layer.weight, layer.mask, rate, self.generator)
+            scores = None
+            if self.growth == 'gradient':
+                scores = self._grads.get(layer.name)
+                scores = torch.zeros_like(layer.weight) if scores is None else scores
+            pruned, regrown = prune_and_regrow(layer.weight, layer.mask, rate, self.generator,
+                                               growth_scores=scores)
             reset_optimizer_state(self._optimizer, layer.weight, torch.cat([pruned, regrown]))
             moved += pruned.numel()
         self._apply_masks()
+        self._grads = None
         density = ', '.join(f'{name} {value:.1%}' for backbone in self._backbones
                             for name, value in backbone.sparse_density().items())
         print_log(f'Dynamic sparsity update at optimizer step {self.steps}: prune rate '

@@ -3,7 +3,8 @@
 Every 2-D and 4-D ``weight`` of a module gets a boolean ``weight_mask`` buffer beside it, so the
 masks travel with the state dict (train, val, test and resume alike). A state dict without masks
 (an official or converted checkpoint) gets them from the zeros of its own weights when loaded.
-The mask algorithms of dynamic sparsity (ERK densities, exact prune and regrow) live here too.
+The mask algorithms of dynamic sparsity (ERK densities, SNIP, exact prune and regrow) live here
+too.
 """
 import math
 
@@ -111,19 +112,47 @@ def random_mask(shape, density, generator):
     return mask.view(shape)
 
 
+def snip_masks(scores, density):
+    """Masks keeping the globally highest scores (SNIP: ``|weight * gradient|``), exact count.
+
+    One threshold over all the layers keeps exactly ``round(density * total)`` positions; among
+    equal scores the earlier layer and the lower index are kept.
+
+    Args:
+        scores (dict[str, torch.Tensor]): Score per layer name, shaped as its weight.
+        density (float): Fraction of all the positions to keep.
+
+    Returns:
+        dict[str, torch.Tensor]: Boolean mask per layer name, on its score's device.
+    """
+    flat = torch.cat([score.detach().reshape(-1).float().cpu() for score in scores.values()])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.argsort(flat, descending=True, stable=True)[:round(density * flat.numel())]] = True
+    masks, start = {}, 0
+    for name, score in scores.items():
+        masks[name] = keep[start:start + score.numel()].view(score.shape).to(score.device)
+        start += score.numel()
+    return masks
+
+
 @torch.no_grad()
-def prune_and_regrow(weight, mask, rate, generator):
-    """Drop the smallest active weights and activate as many inactive positions at random.
+def prune_and_regrow(weight, mask, rate, generator=None, growth_scores=None):
+    """Drop the smallest active weights and activate as many inactive positions.
 
     ``ceil(rate * active)`` active positions with the smallest magnitudes are pruned (ties go
     to the lower index) and the same number of positions inactive after pruning is regrown,
-    so the number of active weights is kept exactly.
+    so the number of active weights is kept exactly. The regrown positions are drawn at random
+    or, given ``growth_scores`` (RigL: the gradient magnitude), are those with the highest
+    scores (ties go to the lower index).
 
     Args:
         weight (torch.Tensor): The layer's weight, zero where ``mask`` is False.
         mask (torch.Tensor): Its boolean mask, updated in place.
         rate (float): Fraction of the active weights to move.
-        generator (torch.Generator): A CPU generator for the regrown positions.
+        generator (torch.Generator, optional): A CPU generator for random regrowth.
+            Defaults to None.
+        growth_scores (torch.Tensor, optional): Scores shaped as ``weight``; None regrows at
+            random. Defaults to None.
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: Flat indices of the pruned and the regrown positions.
@@ -135,7 +164,11 @@ def prune_and_regrow(weight, mask, rate, generator):
     pruned = active[torch.argsort(magnitude, stable=True)[:count].to(active.device)]
     flat[pruned] = False
     inactive = (~flat).nonzero().squeeze(1)
-    draw = torch.randperm(inactive.numel(), generator=generator)[:count]
+    if growth_scores is None:
+        draw = torch.randperm(inactive.numel(), generator=generator)[:count]
+    else:
+        score = growth_scores.detach().reshape(-1)[inactive].float().cpu()
+        draw = torch.argsort(score, descending=True, stable=True)[:count]
     regrown = inactive[draw.to(inactive.device)]
     flat[regrown] = True
     mask.copy_(flat.view(mask.shape))
