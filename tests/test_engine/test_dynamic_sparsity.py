@@ -3,6 +3,7 @@ accumulation, resume and DDP."""
 import copy
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -134,6 +135,8 @@ def test_updates_move_weights_keeping_exact_density(tmp_path):
     assert mask_changes(records) == [True, False, True, False, True]
     for step, rate in ((2, 0.3762), (4, 0.1288), (6, 0.0050)):
         assert f'optimizer step {step}: prune rate {rate:.4f}' in logged
+    assert re.search(r'DynamicSparsityHook took \d+\.\d\d s of the \d+\.\d s of training '
+                     r'\(\d+\.\d\d%\)', logged)
     name = 'stages.3.0.pwconv1.weight'
     # regrown positions: weight zero and AdamW moments reset, as for the pruned ones
     for step in (1, 3):

@@ -150,11 +150,16 @@ class DynamicSparsityHook(Hook):
             self._masks_ready()
         self._handles = [self._optimizer.register_step_pre_hook(self._before_step),
                          self._optimizer.register_step_post_hook(self._after_step)]
+        self._own_seconds, self._train_start = 0., time.perf_counter()
 
     def after_train(self, runner):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        # the hook's cost, measured in every run (SNIP scores, masking after each step, updates)
+        elapsed = time.perf_counter() - self._train_start
+        print_log(f'{type(self).__name__} took {self._own_seconds:.2f} s of the {elapsed:.1f} s '
+                  f'of training ({self._own_seconds / elapsed:.2%})', logger='current')
 
     def _masks_ready(self):
         # updates keep each layer's count: dense layers stay dense and need no masking
@@ -256,19 +261,23 @@ class DynamicSparsityHook(Hook):
 
     def _before_step(self, optimizer, args, kwargs):
         # gradients complete, weights untouched: RigL's growth criterion, SNIP's scores
+        start = time.perf_counter()
         if self.growth == 'gradient' and self._update_due(self.steps + 1):
             self._grads = {layer.name: layer.weight.grad.detach().abs()
                            if layer.weight.grad is not None else None
                            for layer in self._layers}
         if self._snip_pending:
             self._draw_snip_masks()
+        self._own_seconds += time.perf_counter() - start
 
     def _after_step(self, optimizer, args, kwargs):
+        start = time.perf_counter()
         self.steps += 1
         if self._update_due(self.steps):
             self._update()
         else:
             self._apply_masks()
+        self._own_seconds += time.perf_counter() - start
 
     def _update_due(self, step):
         return (self.update_interval is not None and step % self.update_interval == 0
