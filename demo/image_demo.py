@@ -12,7 +12,7 @@ import mmcv
 
 from mmslak.analysis import load_downstream_config, load_whole_model
 
-NO_STRICT_HINT = 'pass --no-strict (the rest of the model then keeps random weights)'
+NO_STRICT = '--no-strict'
 
 
 def parse_args(argv=None):
@@ -50,7 +50,7 @@ def _checked_inferencer(upstream, checkpoint, strict):
         def _load_weights_to_model(self, model, _, cfg):
             loaded = None
             if checkpoint is not None:
-                loaded = load_whole_model(model, checkpoint, strict, relax_hint=NO_STRICT_HINT)
+                loaded = load_whole_model(model, checkpoint, strict, opt_out=NO_STRICT)
                 # upstream reads the class names from the meta; the weights are in place already
                 loaded = dict(loaded, state_dict=model.state_dict())
             super()._load_weights_to_model(model, loaded, cfg)

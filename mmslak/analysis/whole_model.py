@@ -1,14 +1,8 @@
 """Loading a whole mmseg / mmdet model from a checkpoint: all of it, or loudly only what fits."""
-import logging
-
-from mmengine.logging import print_log
-
-from mmslak.engine.runner import describe_mismatch, state_dict_mismatch
+from mmslak.engine.runner import check_fit
 from mmslak.models.backbones.slak_checkpoint import (convert_official_keys,
                                                      state_dict_from_checkpoint)
 from mmslak.utils import check_dtypes, check_finite, load_official_checkpoint
-
-BACKBONE_PREFIX = 'backbone.'
 
 
 def _fitting(state_dict, model_state):
@@ -17,7 +11,7 @@ def _fitting(state_dict, model_state):
             if key in model_state and getattr(value, 'shape', None) == model_state[key].shape}
 
 
-def load_whole_model(model, filename, strict=True, allow_non_finite=False, relax_hint=None):
+def load_whole_model(model, filename, strict=True, allow_non_finite=False, opt_out=None):
     """Load a whole-model checkpoint into ``model`` (official kernel names are translated).
 
     Args:
@@ -28,8 +22,8 @@ def load_whole_model(model, filename, strict=True, allow_non_finite=False, relax
             their initialisation. Defaults to True.
         allow_non_finite (bool): Load NaN and infinite values (with a warning) instead of
             refusing them. Defaults to False.
-        relax_hint (str, optional): How the caller's user loads only what fits (e.g. a
-            command-line flag), added to the error. Defaults to None.
+        opt_out (str, optional): How the caller's user loads only what fits (e.g. a
+            command-line flag), named in the error and the warning. Defaults to None.
 
     Returns:
         dict: The checkpoint, whose ``meta`` may say what the model was trained on.
@@ -41,17 +35,7 @@ def load_whole_model(model, filename, strict=True, allow_non_finite=False, relax
     """
     checkpoint = load_official_checkpoint(filename)
     state_dict = convert_official_keys(state_dict_from_checkpoint(checkpoint))
-    missing, unexpected, mismatched = state_dict_mismatch(model, state_dict)
-    if missing or unexpected or mismatched:
-        message = describe_mismatch(model, filename, missing, unexpected, mismatched)
-        if not any(key.startswith(BACKBONE_PREFIX) for key in state_dict):
-            message += ('\nIt looks like a backbone-only checkpoint: a whole trained model is '
-                        'needed here (a backbone-only one belongs in model.backbone.init_cfg)')
-        if strict:
-            raise ValueError(message + (f'\nTo load only what fits, {relax_hint}'
-                                        if relax_hint else ''))
-        print_log('Loading only the tensors that fit; the rest of the model keeps its random '
-                  'initialisation. ' + message, logger='current', level=logging.WARNING)
+    check_fit(model, state_dict, filename, strict, opt_out)
     model_state = model.state_dict()
     state_dict = _fitting(state_dict, model_state)
     check_dtypes(state_dict, model_state, filename)

@@ -45,10 +45,11 @@ def _model_causes(model, missing, unexpected, mismatched):
     """Guesses of why a whole-model checkpoint does not fit ``model``."""
     causes = []
     backbone = getattr(model, 'backbone', None)
-    if missing and all(key.startswith(BACKBONE_PREFIX) for key in missing) and unexpected and \
-            not any(key.startswith(BACKBONE_PREFIX) for key in unexpected):
-        causes.append('it holds backbone weights only: load it with --cfg-options '
-                      'model.backbone.init_cfg.checkpoint=FILE, not as a whole model')
+    absent = set(missing)
+    if any(BACKBONE_PREFIX + key in absent for key in unexpected):
+        causes.append("it is a backbone-only checkpoint (its keys lack 'backbone.'): load it "
+                      'with --cfg-options model.backbone.init_cfg.checkpoint=FILE, not as a '
+                      'whole model')
     elif isinstance(backbone, SLaK):
         inside = [[key[len(BACKBONE_PREFIX):] for key in keys if key.startswith(BACKBONE_PREFIX)]
                   for keys in (missing, unexpected)]
@@ -63,6 +64,32 @@ def _model_causes(model, missing, unexpected, mismatched):
         causes.append(f'{", ".join(heads)} differ in shape (another number of classes or '
                       'channels)')
     return causes or ['the checkpoint is of another model']
+
+
+def check_fit(model, state_dict, filename, strict=True, opt_out=None):
+    """Refuse a state dict that does not fit the whole model, or warn and let it load.
+
+    Args:
+        model (nn.Module): The model to load into.
+        state_dict (dict): The tensors to load, keys as in ``model.state_dict()``.
+        filename (str): The file they come from, for the message.
+        strict (bool): Raise on any missing, unexpected or mis-shaped tensor; False logs a
+            warning and the caller loads what fits. Defaults to True.
+        opt_out (str, optional): How the user loads only what fits (e.g. ``'--no-strict'``),
+            named in the error and the warning. Defaults to None.
+
+    Raises:
+        ValueError: If ``strict`` and the state dict does not fit.
+    """
+    missing, unexpected, mismatched = state_dict_mismatch(model, state_dict)
+    if not (missing or unexpected or mismatched):
+        return
+    message = describe_mismatch(model, filename, missing, unexpected, mismatched)
+    if strict:
+        raise ValueError(message + (f'\nTo load only what fits (the rest of the model then keeps '
+                                    f'its initialisation), pass {opt_out}' if opt_out else ''))
+    print_log(f'{opt_out or "Not strict"}: loading only what fits, the rest of the model keeps '
+              'its initialisation. ' + message, logger='current', level=logging.WARNING)
 
 
 def describe_mismatch(model, filename, missing, unexpected, mismatched):
@@ -147,22 +174,11 @@ class CheckedRunner(Runner):
         for pattern, replacement in revise_keys:
             state_dict = OrderedDict(
                 (re.sub(pattern, replacement, key), value) for key, value in state_dict.items())
-        self._check_fit(model, state_dict, filename, strict or self.cfg.get('load_strict', True))
+        check_fit(model, state_dict, filename, strict or self.cfg.get('load_strict', True),
+                  opt_out='--cfg-options load_strict=False')
         check_dtypes(state_dict, model.state_dict(), filename)
         check_finite(state_dict, filename, self.cfg.get('allow_non_finite', False))
         checkpoint = _load_checkpoint_to_model(model, checkpoint, False, revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
-
-    @staticmethod
-    def _check_fit(model, state_dict, filename, strict):
-        missing, unexpected, mismatched = state_dict_mismatch(model, state_dict)
-        if not (missing or unexpected or mismatched):
-            return
-        message = describe_mismatch(model, filename, missing, unexpected, mismatched)
-        if strict:
-            raise ValueError(message + '\nTo load only what fits, pass --cfg-options '
-                             'load_strict=False')
-        print_log('load_strict=False: loading only what fits, the rest of the model keeps its '
-                  'initialisation. ' + message, logger='current', level=logging.WARNING)
