@@ -2,11 +2,13 @@ import logging
 import re
 from collections import OrderedDict
 
+from mmengine.hooks import LoggerHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
+from mmslak.engine.hooks import MainProcessLoggerHook
 from mmslak.models.backbones import SLaK
 from mmslak.models.backbones.slak_checkpoint import likely_causes
 from mmslak.registry import RUNNERS
@@ -129,6 +131,19 @@ class CheckedRunner(Runner):
     ``tools/train.py`` and ``tools/test.py`` build it unless the config names a
     ``runner_type``.
     """
+
+    def register_hook(self, hook, priority=None):
+        """Register ``hook``; a config of mmengine's ``LoggerHook`` builds
+        :class:`~mmslak.engine.hooks.MainProcessLoggerHook` (one writer of the test metrics).
+
+        Args:
+            hook (Hook | dict): The hook or its config.
+            priority (int | str | Priority, optional): Its priority. Defaults to None.
+        """
+        if isinstance(hook, dict) and hook.get('type') in ('LoggerHook', 'mmengine.LoggerHook',
+                                                           LoggerHook):
+            hook = dict(hook, type=MainProcessLoggerHook)
+        super().register_hook(hook, priority)
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
