@@ -7,11 +7,10 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import mmslak  # noqa: F401
 from mmslak.models.backbones import SLaK
-from mmslak.models.layers import depthwise_kernel, fused_ops
+from mmslak.models.layers import fused_ops
 from mmslak.registry import MODELS
 from ..conftest import OFFICIAL_CKPT
 
@@ -43,7 +42,7 @@ def assert_outputs_close(outs, refs, atol):
 
 @pytest.mark.parametrize('layer_scale', [0.5, 0.])  # 0: no gamma to fold
 @pytest.mark.parametrize('deploy', [False, True])
-def test_inference_matches_plain_path(deploy, layer_scale):
+def test_inference_matches_plain_path(deploy, layer_scale, kernel_isa):
     fast, plain = pair(layer_scale_init_value=layer_scale)
     fast.eval()
     plain.eval()
@@ -69,7 +68,7 @@ def test_fused_kernels_are_taken_for_inference(monkeypatch):
     assert len(calls) == 2 * 5  # two linear layers in each of the five blocks
 
 
-def test_training_outputs_and_gradients_match_plain_path():
+def test_training_outputs_and_gradients_match_plain_path(kernel_isa):
     fast, plain = pair(drop_path_rate=0.)
     x = torch.randn(2, 3, 48, 48)
     grads = []
@@ -125,42 +124,6 @@ def test_fallback_without_onednn(monkeypatch):
         assert_outputs_close(fast(x), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize('shape,kernel_shapes', [
-    ((2, 20, 19, 27), [(13, 3), (3, 13)]),  # channel, row and column tails; batch of two
-    ((1, 32, 8, 16), [(11, 5), (5, 11)]),  # kernels longer than the input is high
-    ((1, 7, 9, 9), [(7, 7)]),  # one square kernel (decompose=False)
-])
-def test_depthwise_kernel_matches_conv2d(shape, kernel_shapes):
-    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
-    kernels = [torch.randn(shape[1], 1, *size) for size in kernel_shapes]
-    bias = torch.randn(shape[1])
-    out = depthwise_kernel.depthwise_conv_sum(x, kernels, bias)
-    if out is None:
-        pytest.skip('the AVX-512 depthwise kernel is not built on this machine')
-    expected = sum(F.conv2d(x, k, padding=(k.shape[2] // 2, k.shape[3] // 2), groups=shape[1])
-                   for k in kernels) + bias[:, None, None]
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    assert depthwise_kernel.depthwise_conv_sum(x.contiguous(), kernels, bias) is None
-
-
-@pytest.mark.parametrize('env', [dict(CC='no-such-compiler'), dict(MMSLAK_CPU_KERNEL='0')])
-def test_depthwise_kernel_unavailable_falls_back(env, monkeypatch, tmp_path):
-    monkeypatch.setenv('MMSLAK_CACHE_DIR', str(tmp_path))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    depthwise_kernel._library.cache_clear()
-    try:
-        fast, plain = pair()
-        x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-        assert depthwise_kernel.depthwise_conv_sum(x, [torch.ones(3, 1, 3, 3)],
-                                                   torch.zeros(3)) is None
-        with torch.no_grad():
-            assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
-    finally:
-        depthwise_kernel._library.cache_clear()
-
-
 @pytest.mark.skipif(not fused_ops._dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
 def test_bf16_inference_is_close_to_fp32():
     fast, _ = pair()
@@ -173,9 +136,8 @@ def test_bf16_inference_is_close_to_fp32():
         assert (out.float() - ref).abs().mean() < 0.05
 
 
-@pytest.mark.skipif(not fused_ops._ONEDNN or depthwise_kernel._library() is None,
-                    reason='needs oneDNN and the AVX-512 depthwise kernel')
-def test_bf16_depthwise_runs_the_float32_kernel(monkeypatch):
+@pytest.mark.skipif(not fused_ops._dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
+def test_bf16_model_runs_the_float32_depthwise_kernel(monkeypatch, kernel_isa):
     fast, _ = pair()
     fast = fast.eval().to(torch.bfloat16)
     x = torch.randn(1, 3, 64, 64).bfloat16()
@@ -329,63 +291,3 @@ def test_a_model_with_cached_inference_weights_copies_and_pickles(tmp_path):
         loaded = torch.load(tmp_path / 'model.pt', weights_only=False)
         for model in (fast, copied, loaded):
             assert_outputs_close(model(x), expected, atol=0)
-
-
-@pytest.fixture
-def fresh_library(monkeypatch, tmp_path):
-    """The depthwise library looked up afresh, built (if at all) into an empty cache."""
-    monkeypatch.setenv('MMSLAK_CACHE_DIR', str(tmp_path))
-    depthwise_kernel._library.cache_clear()
-    yield
-    depthwise_kernel._library.cache_clear()
-
-
-def fail_to_build(compiler):
-    raise AssertionError('the kernels must not be built on a CPU without AVX-512')
-
-
-@pytest.fixture
-def cpu_without_avx512(monkeypatch, fresh_library):
-    """/proc/cpuinfo flags without AVX-512; building the kernels fails the test."""
-    monkeypatch.setattr(depthwise_kernel, '_cpu_flags', lambda: frozenset({'sse4_2', 'avx2'}))
-    monkeypatch.setattr(depthwise_kernel, '_build', fail_to_build)
-
-
-def test_forced_depthwise_kernel_refuses_a_cpu_without_avx512(cpu_without_avx512, monkeypatch):
-    """A library built for AVX-512 dies of SIGILL, without a message, on a CPU without it."""
-    monkeypatch.setenv('MMSLAK_CPU_KERNEL', '1')
-    fast, _ = pair()
-    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    with pytest.raises(ValueError, match='MMSLAK_CPU_KERNEL=1 .* lacks the flag avx512f'):
-        with torch.no_grad():
-            fast.eval()(x)
-
-
-@pytest.mark.parametrize('mode', ['auto', None])
-def test_depthwise_kernel_is_not_built_without_avx512(mode, cpu_without_avx512, monkeypatch):
-    if mode is None:
-        monkeypatch.delenv('MMSLAK_CPU_KERNEL', raising=False)
-    else:
-        monkeypatch.setenv('MMSLAK_CPU_KERNEL', mode)
-    fast, plain = pair()
-    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    assert depthwise_kernel._library() is None
-    with torch.no_grad():
-        assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
-
-
-def test_depthwise_kernel_mode_is_checked(fresh_library, monkeypatch):
-    monkeypatch.setenv('MMSLAK_CPU_KERNEL', 'yes')
-    with pytest.raises(ValueError, match="must be 0 .*, 1 .* or auto, got 'yes'"):
-        depthwise_kernel._library()
-
-
-def test_depthwise_kernel_cpu_flags_from_torch_without_cpuinfo(monkeypatch):
-    def no_cpuinfo(*args, **kwargs):
-        raise OSError('no /proc here')
-
-    monkeypatch.setattr('builtins.open', no_cpuinfo)
-    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'AVX2')
-    assert depthwise_kernel._cpu_flags() == frozenset()
-    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'AVX512')
-    assert depthwise_kernel._cpu_flags() == {'avx512f'}

@@ -3,11 +3,14 @@ import importlib
 import json
 import os.path as osp
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from mmslak.analysis.op_profile import LABEL, event_category
 from mmslak.models.backbones import SLaK
+from mmslak.models.layers.depthwise_kernel import kernel_isa
 
 TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools')
 TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16])
@@ -61,6 +64,9 @@ def test_plan_skips_precisions_without_native_kernels(benchmark, monkeypatch, ca
     rows = benchmark.plan_rows(args, cuda)
     assert {row.dtype for row in rows} == {'fp32'}
     assert 'skipping bf16: this GPU has no bfloat16 support' in capsys.readouterr().out
+    # a CPU without AVX512-BF16 or AMX (AVX2 CPUs): bf16 is not faster there, and said so
+    monkeypatch.setattr(benchmark, 'onednn_native', lambda dtype: dtype == torch.float32)
+    assert 'slower than fp32, so time fp32 here' in benchmark.unsupported_reason(CPU, 'amp-bf16')
 
 
 @pytest.mark.parametrize('argv,message', [
@@ -113,3 +119,36 @@ def test_amp_training_steps_scale_fp16_losses(benchmark, all_supported, tmp_path
         ('plain', 'amp-fp16', 'nchw'), ('mmslak', 'amp-fp16', 'channels_last'),
         ('plain', 'amp-bf16', 'nchw'), ('mmslak', 'amp-bf16', 'channels_last')]
     assert steps == ['cpu'] * 4  # the two fp16 rows, timed once and probed for memory once
+
+
+@pytest.mark.parametrize('argv', [['--form', 'deploy'], ['--train-step', '--batch', '2']])
+def test_profile_breaks_each_row_down_by_kind_of_operation(benchmark, tmp_path, capsys, argv):
+    report = run(benchmark, tmp_path, *argv, '--profile', '1')
+    out = capsys.readouterr().out
+    assert f"CPU kernels: depthwise {report['cpu_kernels']['depthwise']}, aten " in out
+    assert report['cpu_kernels']['depthwise'] == (kernel_isa() or 'oneDNN')
+    assert 'where the time goes' in out
+    for row in report['rows']:
+        ms = row['profile_ms']
+        assert set(ms) == {*benchmark.CATEGORIES, 'total'}
+        for category in ('depthwise', 'linear', 'norm/layout', 'stem/downsample'):
+            assert ms[category] > 0, (row['impl'], category)
+        assert (ms['optimizer'] > 0) == ('--train-step' in argv)
+        assert sum(ms[c] for c in benchmark.CATEGORIES) >= ms['total'] * 0.999
+
+
+def test_profile_attributes_time_by_enclosing_module_then_operator():
+    def event(name, parent=None):
+        return SimpleNamespace(name=name, cpu_parent=parent)
+
+    block = event('aten::add')
+    kernel = event(LABEL + 'depthwise', block)
+    assert event_category(event('aten::copy_', kernel)) == 'depthwise'  # the module decides
+    norm = event(LABEL + 'norm/layout', event(LABEL + 'stem/downsample'))
+    assert event_category(event('aten::layer_norm', norm)) == 'stem/downsample'  # the outermost
+    assert event_category(event('aten::copy_', block)) == 'norm/layout'
+    assert event_category(event('mkldnn::_linear_pointwise', block)) == 'linear'
+    backward = event('autograd::engine::evaluate_function: _DepthwiseConvsBackward')
+    assert event_category(event('aten::zeros_like', backward)) == 'depthwise'
+    assert event_category(event('aten::mul_', event('Optimizer.step#AdamW.step'))) == 'optimizer'
+    assert event_category(event('aten::add_', block)) == 'other'

@@ -44,6 +44,7 @@ import argparse
 import copy
 import ctypes
 import json
+import os
 import platform
 import statistics
 import time
@@ -58,7 +59,9 @@ from rich.console import Console
 from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmslak.analysis.op_profile import CATEGORIES, op_breakdown
 from mmslak.models.backbones import SLaK
+from mmslak.models.layers.depthwise_kernel import kernel_isa
 from mmslak.registry import MODELS
 
 
@@ -122,6 +125,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-plain', action='store_true', help='skip the plain reference')
     parser.add_argument('--matmul-size', type=int, default=4096,
                         help='side of the square matmul that measures the rate (default: 4096)')
+    parser.add_argument('--profile', type=int, nargs='?', const=3, default=0, metavar='RUNS',
+                        help='after timing, profile each row over RUNS calls (default: 3) and '
+                        'print where its time goes (depthwise, linear, norm/layout, ...)')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this file')
     args = parser.parse_args(argv)
     if args.train_step and args.form != 'train':
@@ -384,7 +390,8 @@ def unsupported_reason(device, precision):
     if onednn_native(dtype):
         return None
     if dtype == torch.bfloat16:
-        return 'this CPU has no native bfloat16 kernels in oneDNN (needs AVX512-BF16 or AMX)'
+        return ('this CPU has no native bfloat16 kernels in oneDNN (needs AVX512-BF16 or AMX): '
+                'bf16 would run emulated, slower than fp32, so time fp32 here')
     return ('this CPU has no native float16 kernels in oneDNN (needs AVX512-FP16 or AMX-FP16); '
             'its fallback would time conversions, not the model')
 
@@ -403,6 +410,29 @@ def device_name(device):
     return platform.processor() or platform.machine()
 
 
+def cpu_kernels():
+    """The instruction sets the CPU paths run with: the depthwise kernel's (None: oneDNN),
+    ATen's, and any limit set on oneDNN's (``ONEDNN_MAX_CPU_ISA``) or MKL's
+    (``MKL_ENABLE_INSTRUCTIONS``)."""
+    return dict(depthwise=kernel_isa() or 'oneDNN', aten=torch.backends.cpu.get_cpu_capability(),
+                onednn_max_isa=os.environ.get('ONEDNN_MAX_CPU_ISA', 'unlimited'),
+                mkl_instructions=os.environ.get('MKL_ENABLE_INSTRUCTIONS', 'unlimited'))
+
+
+def format_profile(results):
+    """The ``--profile`` breakdowns as a table: ms per call and share of each category."""
+    header = ('impl', 'form', 'dtype', 'layout', *CATEGORIES, 'total ms')
+    lines = [header]
+    for r in results:
+        ms = r['profile_ms']
+        lines.append((r['impl'], r['form'], r['dtype'], r['memory_format'],
+                      *(f"{ms[c]:.1f} ({ms[c] / ms['total']:.0%})" for c in CATEGORIES),
+                      f"{ms['total']:.1f}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return '\n'.join('  '.join(cell.rjust(width) for cell, width in zip(line, widths))
+                     for line in lines)
+
+
 def plan_rows(args, device):
     """The :class:`Row` of every variant to time, skipping precisions the device lacks."""
     forms = ['train', 'deploy'] if args.form == 'both' else [args.form]
@@ -418,18 +448,22 @@ def plan_rows(args, device):
     return rows
 
 
-def measure(workload, rows, args):
+def measure(fns, device, args):
     """Time the rows and the matmuls of the floor round-robin, then probe the rows' memory.
 
     Every round times each row once and each library's matmul of every precision once, so a
     change of the machine's speed (other load, clock) hits the rows and the floor alike.
 
+    Args:
+        fns (dict[Row, Callable]): The callable of each row, from :meth:`Workload.step_fn`.
+        device (torch.device): The device timed.
+        args (argparse.Namespace): The command line.
+
     Returns:
         tuple[dict, dict, dict]: Seconds per round of each row, GFLOP/s per round of each
         ``(precision, library)`` matmul, and the peak memory of each row.
     """
-    device = workload.device
-    fns = {row: workload.step_fn(workload.variant(*row[:2]), *row[2:]) for row in rows}
+    rows = list(fns)
     matmuls = {(key, lib): fn for key in sorted({matmul_key(row[2]) for row in rows})
                for lib, fn in matmul_fns(device, PRECISIONS[key].dtype, args.matmul_size).items()}
     for fn in matmuls.values():
@@ -532,6 +566,8 @@ def print_report(args, device, macs, rates, results):
     mode = 'training step (forward + backward + AdamW)' if args.train_step else 'inference'
     print(f'{model_name(args)}, {mode}, input {args.batch}x3x{args.shape[0]}x{args.shape[1]}, '
           f'{device_name(device)}, {torch.get_num_threads()} threads, torch {torch.__version__}')
+    if device.type == 'cpu':
+        print('CPU kernels: ' + ', '.join(f'{name} {isa}' for name, isa in cpu_kernels().items()))
     for form, count in macs.items():
         print(f'dense MACs per image, {form} form: {count / 1e9:.2f} G')
     for name, rate in rates.items():
@@ -539,6 +575,10 @@ def print_report(args, device, macs, rates, results):
         print(f'{name} matmul rate ({args.matmul_size}^3, median of the rounds): '
               f'{rate["best"]:.0f} GFLOP/s ({libs})')
     print(format_table(results))
+    if results and 'profile_ms' in results[0]:
+        print(f'where the time goes (ms per call over {args.profile} profiled calls; the profiler '
+              'slows small operators):')
+        print(format_profile(results))
 
 
 def write_json(path, args, device, macs, rates, results):
@@ -547,6 +587,7 @@ def write_json(path, args, device, macs, rates, results):
         model=model_name(args), mode='train-step' if args.train_step else 'inference',
         input_shape=[args.batch, 3, *args.shape], device=device_name(device),
         device_type=device.type, threads=torch.get_num_threads(),
+        cpu_kernels=cpu_kernels() if device.type == 'cpu' else None,
         torch_version=torch.__version__, with_cp=args.with_cp, runs=args.runs,
         warmup=args.warmup, matmul_gflops=rates,
         dense_gmacs_per_image={form: count / 1e9 for form, count in macs.items()}, rows=results)
@@ -565,8 +606,13 @@ def main(argv=None):
     rows = plan_rows(args, device)
     forms = sorted({row.form for row in rows})
     macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
-    times, rates, memory = measure(workload, rows, args)
+    models = {row: workload.variant(*row[:2]) for row in rows}
+    fns = {row: workload.step_fn(models[row], *row[2:]) for row in rows}
+    times, rates, memory = measure(fns, device, args)
     results = summarise(rows, times, memory, macs, rates, args)
+    if args.profile:
+        for row, result in zip(rows, results):
+            result['profile_ms'] = op_breakdown(fns[row], models[row], args.profile)
     rates = summarise_rates(rates)
     print_report(args, device, macs, rates, results)
     if args.json:

@@ -84,8 +84,8 @@ class SLaK(BaseModule):
         deploy (bool): Build the fused inference form (see :meth:`switch_to_deploy`).
             Defaults to False.
         fast_path (bool): Take the fastest exact path for the device. On CPU the blocks run
-            channels-last; inference runs through fused oneDNN kernels and an AVX-512 depthwise
-            kernel compiled at first use (BNs folded on the fly in the training form), and
+            channels-last; inference runs through fused oneDNN kernels and an AVX-512 or AVX2
+            depthwise kernel compiled at first use (BNs folded on the fly in the training form), and
             training differentiates the depthwise convs and linear layers through the same
             kernels (see :mod:`mmslak.models.layers.fused_ops`). Elsewhere the input's layout is
             kept. The outputs come back in the input's memory format either way. False runs the

@@ -10,7 +10,7 @@ training through it too. Elsewhere the same arithmetic runs through the plain fu
 import torch
 import torch.nn.functional as F
 
-from .depthwise_kernel import PackedKernels, available, depthwise_conv_sum
+from .depthwise_kernel import PackedKernels, available, depthwise_conv_sum, kernel_lanes
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
@@ -135,7 +135,7 @@ def pack_linear_weight(weight, rows):
 
 
 class FusedDepthwiseKernels:
-    """Biased depthwise kernels to be summed by :func:`fused_depthwise_sum`, packed once.
+    """Biased depthwise kernels to be summed by :func:`fused_depthwise_sum`.
 
     Args:
         kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
@@ -145,16 +145,23 @@ class FusedDepthwiseKernels:
     def __init__(self, kernels, biases):
         self.kernels = [kernel.detach() for kernel in kernels]
         self.biases = [bias.detach() for bias in biases]
-        self.packed = PackedKernels(self.kernels, sum(self.biases))  # float32, any input dtype
+        self._packed = None
+
+    def packed(self):
+        """The kernels and the sum of the biases packed once for the depthwise kernel in use
+        (packed again if another one has been selected since; float32, any input dtype)."""
+        if self._packed is None or self._packed.lanes != kernel_lanes():
+            self._packed = PackedKernels(self.kernels, sum(self.biases))
+        return self._packed
 
 
 def fused_depthwise_sum(x, fused):
     """The sum of stride-1, 'same'-padded depthwise convolutions of ``x``, each with its bias.
 
-    Only valid where :func:`can_fuse` holds. A channels-last ``x`` goes through the AVX-512
-    kernel of :mod:`.depthwise_kernel` where it is built, in one pass (a bfloat16 ``x`` widened
-    to float32 and the output rounded back: several times faster than oneDNN's bfloat16
-    depthwise convolutions, and no less exact); otherwise each oneDNN convolution adds the
+    Only valid where :func:`can_fuse` holds. A channels-last ``x`` goes through the AVX-512 or
+    AVX2 kernel of :mod:`.depthwise_kernel` where one is built, in one pass (a bfloat16 ``x``
+    widened to float32 and the output rounded back: several times faster than oneDNN's
+    bfloat16 depthwise convolutions, and no less exact); otherwise each oneDNN convolution adds the
     previous one's output. A channels-last ``x`` gives a channels-last output without any
     reorder.
 
@@ -166,7 +173,7 @@ def fused_depthwise_sum(x, fused):
         Tensor: The output, shaped and laid out like ``x``.
     """
     if available(x, dtypes=(torch.float32, torch.bfloat16)):
-        return depthwise_conv_sum(x.float(), fused.packed).to(x.dtype)
+        return depthwise_conv_sum(x.float(), fused.packed()).to(x.dtype)
     out = None
     for kernel, bias in zip(fused.kernels, fused.biases):
         padding = [kernel.shape[2] // 2, kernel.shape[3] // 2]
