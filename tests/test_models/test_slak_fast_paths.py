@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import mmslak  # noqa: F401
 from mmslak.models.backbones import SLaK
@@ -66,6 +67,18 @@ def test_fused_kernels_are_taken_for_inference(monkeypatch):
     with torch.no_grad():
         fast.eval()(x)
     assert len(calls) == 2 * 5  # two linear layers in each of the five blocks
+
+
+@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
+@pytest.mark.parametrize('in_epilogue', [True, False])  # with AVX-512, elsewhere
+@pytest.mark.parametrize('approximate', ['none', 'tanh'])
+def test_fused_linear_gelu_in_or_after_the_epilogue(in_epilogue, approximate, monkeypatch):
+    monkeypatch.setattr(fused_ops, 'gelu_in_epilogue', lambda: in_epilogue)
+    x, weight, bias = torch.randn(37, 20), torch.randn(48, 20), torch.randn(48)
+    out = fused_ops.fused_linear(x, fused_ops.pack_linear_weight(weight, 37), bias,
+                                 gelu=approximate)
+    torch.testing.assert_close(out, F.gelu(F.linear(x, weight, bias), approximate=approximate),
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_training_outputs_and_gradients_match_plain_path(kernel_isa):

@@ -1,12 +1,15 @@
 """Fused CPU inference kernels: linear layers and depthwise convolutions with their epilogues.
 
 PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
-of a linear layer while it is still in cache. They have no autograd formula, so they serve
-inference only (:func:`can_fuse` says when). oneDNN's matrix multiply is also faster than the MKL
+of a linear layer while it is still in cache (the GELU only where that is faster: with
+AVX-512). They have no autograd formula, so they serve inference only (:func:`can_fuse` says
+when). oneDNN's matrix multiply is also faster than the MKL
 one behind ``F.linear`` where MKL does not take its AVX-512 paths (about twice as fast on the AMD
 EPYC this was tuned on), so :func:`linear` runs the forward and backward matrix multiplies of
 training through it too. Elsewhere the same arithmetic runs through the plain functional ops.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -72,9 +75,19 @@ def fused_linear(x, weight, bias=None, gelu=None, residual=None):
         if gelu is not None:
             raise ValueError('fused_linear applies either a GELU or a residual, not both')
         return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, 'add')
-    if gelu is not None:
+    if gelu is not None and gelu_in_epilogue():
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], gelu)
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+    out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+    return out if gelu is None else torch.ops.aten.gelu_(out, approximate=gelu)
+
+
+@functools.lru_cache(maxsize=None)
+def gelu_in_epilogue():
+    """Whether oneDNN applies the GELU of :func:`fused_linear` in its epilogue: with AVX-512
+    only. Without it, oneDNN's erf GELU costs more than PyTorch's in place on the matrix
+    multiply's output (SLaK-T deploy form, 1 x 3 x 512 x 512, 2 threads, alternating runs:
+    AVX2 511 ms with the epilogue, 503 ms without; AVX-512 282 ms with, 290 ms without)."""
+    return torch.backends.cpu.get_cpu_capability().startswith('AVX512')
 
 
 class _OneDNNLinear(torch.autograd.Function):
