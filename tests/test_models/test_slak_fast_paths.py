@@ -81,6 +81,22 @@ def test_fused_linear_gelu_in_or_after_the_epilogue(in_epilogue, approximate, mo
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
+@pytest.mark.parametrize('mkl_is_fast', [True, False])  # Intel CPUs, others
+def test_linear_differentiates_through_mkl_or_onednn(mkl_is_fast, monkeypatch):
+    monkeypatch.setattr(fused_ops, 'mkl_is_fast', lambda: mkl_is_fast)
+    sources = [torch.randn(2, 5, 7, 20), torch.randn(48, 20), torch.randn(48)]
+    results = []
+    for fn in (fused_ops.linear, F.linear):
+        inputs = [tensor.clone().requires_grad_() for tensor in sources]
+        out = fn(*inputs)
+        out.backward(torch.cos(out.detach()))
+        results.append([out, *(tensor.grad for tensor in inputs)])
+    assert ('OneDNNLinear' in type(results[0][0].grad_fn).__name__) != mkl_is_fast
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
+
+
 def test_training_outputs_and_gradients_match_plain_path(kernel_isa):
     fast, plain = pair(drop_path_rate=0.)
     x = torch.randn(2, 3, 48, 48)

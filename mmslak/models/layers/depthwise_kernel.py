@@ -356,13 +356,29 @@ def _cpu_signature():
         return platform.processor()
 
 
+def _cpuinfo_field(name):
+    """The value of the first ``name`` line of ``/proc/cpuinfo``, or None without one."""
+    with open('/proc/cpuinfo') as cpuinfo:
+        for line in cpuinfo:
+            if line.split(':', 1)[0].strip() == name:
+                return line.split(':', 1)[1].strip()
+    return None
+
+
+def cpu_vendor():
+    """The CPU's vendor (``'GenuineIntel'``, ``'AuthenticAMD'``, ...), or None if unknown."""
+    try:
+        return _cpuinfo_field('vendor_id')
+    except OSError:
+        return None
+
+
 def _cpu_flags():
     """The CPU's feature flags as the OS enables them (``/proc/cpuinfo``), else torch's probe."""
     try:
-        with open('/proc/cpuinfo') as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith('flags'):
-                    return frozenset(line.split(':', 1)[1].split())
+        flags = _cpuinfo_field('flags')
+        if flags is not None:
+            return frozenset(flags.split())
     except OSError:
         pass
     capability = torch.backends.cpu.get_cpu_capability()

@@ -3,17 +3,18 @@
 PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
 of a linear layer while it is still in cache (the GELU only where that is faster: with
 AVX-512). They have no autograd formula, so they serve inference only (:func:`can_fuse` says
-when). oneDNN's matrix multiply is also faster than the MKL
-one behind ``F.linear`` where MKL does not take its AVX-512 paths (about twice as fast on the AMD
-EPYC this was tuned on), so :func:`linear` runs the forward and backward matrix multiplies of
-training through it too. Elsewhere the same arithmetic runs through the plain functional ops.
+when). oneDNN's matrix multiply is also faster than the MKL one behind ``F.linear`` on CPUs
+other than Intel's (about twice as fast on an AMD EPYC), so :func:`linear` runs the forward and
+backward matrix multiplies of training through it there. Elsewhere the same arithmetic runs
+through the plain functional ops.
 """
 import functools
 
 import torch
 import torch.nn.functional as F
 
-from .depthwise_kernel import PackedKernels, available, depthwise_conv_sum, kernel_lanes
+from .depthwise_kernel import (PackedKernels, available, cpu_vendor, depthwise_conv_sum,
+                               kernel_lanes)
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
@@ -117,9 +118,19 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
+@functools.lru_cache(maxsize=None)
+def mkl_is_fast():
+    """Whether ``F.linear``'s MKL matrix multiplies are the ones to differentiate through: on
+    Intel CPUs. There MKL computes the weight gradient about twice as fast as oneDNN (SLaK-T's 36
+    MLP layers at batch 2 x 512 x 512, 2 threads: 429 vs 733 ms with AVX-512, 681 vs 1011 ms
+    with AVX2) and the rest as fast; on other vendors' CPUs MKL takes slower paths and oneDNN
+    was about twice as fast (AMD EPYC)."""
+    return torch.backends.mkl.is_available() and cpu_vendor() == 'GenuineIntel'
+
+
 def linear(x, weight, bias=None):
     """``F.linear`` that differentiates through oneDNN where it can (non-empty float32 CPU input,
-    no autocast).
+    no autocast) and MKL is not the faster (:func:`mkl_is_fast`).
 
     Args:
         x (Tensor): Input of shape ``(..., in_features)``.
@@ -129,7 +140,8 @@ def linear(x, weight, bias=None):
     Returns:
         Tensor: The output of shape ``(..., out_features)``.
     """
-    if not _onednn_applies(x) or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
+    if not _onednn_applies(x) or x.dtype != torch.float32 or \
+            torch.is_autocast_enabled('cpu') or mkl_is_fast():
         return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)
 
