@@ -34,6 +34,7 @@ check_imports() {
 import sys
 from importlib.metadata import version
 import mmcv, mmcv.ops, mmdet, mmengine, mmseg, pkg_resources, torch, mmslak  # noqa
+import onnx, onnxruntime  # noqa: the deploy extra (export tests)
 pins = [line.split('#')[0].strip() for line in open(sys.argv[1])] + [sys.argv[2]]
 wrong = []
 for name, _, pinned in (pin.partition('==') for pin in pins if pin):
@@ -54,7 +55,7 @@ if [[ -f $STAMP && $(cat "$STAMP") == $(fingerprint) ]]; then
 elif [[ -x $PY ]] && check_imports 2>/dev/null; then
   # The packaging files changed but the stack is the pinned one: reinstalling mmslak is enough.
   step "reinstall mmslak (editable, PEP 660) into the pinned environment $VENV"
-  pip_install --no-build-isolation --no-deps -e "$ROOT[tests]"
+  pip_install --no-build-isolation --no-deps -e "$ROOT[tests,deploy]"
   check_imports
   fingerprint > "$STAMP"
   echo "[setup] done"
@@ -83,9 +84,9 @@ pip_install "$RUN_SETUPTOOLS"
 step "install mmdet==3.3.0, mmsegmentation==1.2.2, pycocotools"
 pip_install mmdet mmsegmentation pycocotools
 
-step "install mmslak (editable, PEP 660) with test extras"
+step "install mmslak (editable, PEP 660) with the test and deploy extras"
 # No build isolation: builds with the setuptools pinned above instead of fetching one.
-pip_install --no-build-isolation -e "$ROOT[tests]"
+pip_install --no-build-isolation -e "$ROOT[tests,deploy]"
 
 step "check imports and pinned versions"
 check_imports

@@ -75,6 +75,8 @@ def test_plan_skips_precisions_without_native_kernels(benchmark, monkeypatch, ca
     (['--form', 'deploy', '--train-step'], '--form train'),
     (['--memory-format', 'nhwc'], 'invalid choice'),
     (['--dtype', 'fp64'], 'invalid choice'),
+    (['--onnx', '--train-step'], '--onnx times float32 CPU inference'),
+    (['--onnx', '--dtype', 'bf16'], 'keep fp32 in --dtype'),
 ])
 def test_refused_arguments(benchmark, capsys, argv, message):
     with pytest.raises(SystemExit):
@@ -152,3 +154,15 @@ def test_profile_attributes_time_by_enclosing_module_then_operator():
     assert event_category(event('aten::zeros_like', backward)) == 'depthwise'
     assert event_category(event('aten::mul_', event('Optimizer.step#AdamW.step'))) == 'optimizer'
     assert event_category(event('aten::add_', block)) == 'other'
+
+
+def test_onnx_row_times_the_export_in_onnx_runtime(benchmark, tmp_path, capsys):
+    pytest.importorskip('onnxruntime', reason='the deploy extra (make setup installs it)')
+    report = run(benchmark, tmp_path, '--form', 'deploy', '--onnx', '--profile', '1')
+    rows = {r['impl']: r for r in report['rows']}
+    assert set(rows) == {'plain', 'mmslak', 'onnxruntime'}
+    onnx = rows['onnxruntime']
+    assert (onnx['form'], onnx['dtype'], onnx['memory_format']) == ('deploy', 'fp32', 'nchw')
+    assert onnx['median_ms'] > 0 and onnx['speedup_vs_plain'] > 0
+    assert 'profile_ms' not in onnx and 'profile_ms' in rows['mmslak']
+    assert 'onnxruntime  deploy' in capsys.readouterr().out

@@ -6,7 +6,10 @@ backbone forms swapped in place). Every row is a same-weights, same-process meas
 * ``plain``: :class:`plain_slak.PlainSLaK`, the network as the official code runs it without its
   CUDA extension (three depthwise ``nn.Conv2d`` + BN branches per block, NCHW, eager);
 * ``mmslak``: the mmslak backbone in its training form, and in its deploy form after
-  ``switch_to_deploy()``.
+  ``switch_to_deploy()``;
+* ``onnxruntime`` (``--onnx``): the deploy form exported to ONNX (:mod:`mmslak.deployment`) and
+  run by ONNX Runtime on as many threads as PyTorch, float32 NCHW inference; of a detector the
+  backbone and neck, which is what exports.
 
 Each mmslak row is timed in every requested precision (``--dtype``) and input layout
 (``--memory-format``); the plain reference runs NCHW, as the official code does, in each
@@ -45,8 +48,10 @@ import copy
 import ctypes
 import json
 import os
+import os.path as osp
 import platform
 import statistics
+import tempfile
 import time
 from typing import NamedTuple
 
@@ -123,6 +128,9 @@ def parse_args(argv=None):
     parser.add_argument('--with-cp', action='store_true',
                         help='checkpoint the backbone blocks (both implementations)')
     parser.add_argument('--no-plain', action='store_true', help='skip the plain reference')
+    parser.add_argument('--onnx', action='store_true',
+                        help='add a row of the deploy form exported to ONNX and run by ONNX '
+                        'Runtime (fp32, NCHW; a detector exports its backbone and neck)')
     parser.add_argument('--matmul-size', type=int, default=4096,
                         help='side of the square matmul that measures the rate (default: 4096)')
     parser.add_argument('--profile', type=int, nargs='?', const=3, default=0, metavar='RUNS',
@@ -138,6 +146,9 @@ def parse_args(argv=None):
     if args.train_step and cast:
         parser.error(f'--train-step keeps float32 weights; for {" ".join(cast)} time the mixed '
                      f'precision rows instead: {" ".join("amp-" + name for name in cast)}')
+    if args.onnx and (args.train_step or args.device == 'cuda' or 'fp32' not in args.dtype):
+        parser.error('--onnx times float32 CPU inference: drop --train-step and --device cuda, '
+                     'and keep fp32 in --dtype')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda, but CUDA is not available to this PyTorch')
     return args
@@ -184,6 +195,22 @@ class Workload:
             for backbone in self.backbones(model):
                 backbone.switch_to_deploy()
         return model
+
+    def onnx_fn(self, model, directory):
+        """The callable that runs ``model`` (a deploy-form variant) exported to ONNX in ONNX
+        Runtime, with PyTorch's thread count; a detector exports its backbone and neck.
+
+        Args:
+            model (nn.Module): The variant, from :meth:`variant`.
+            directory (str): Where to write the ``.onnx`` file.
+        """
+        from mmslak.deployment import onnx_runtime_twin
+        from mmslak.deployment.wrappers import export_module
+        module = model if isinstance(model, SLaK) else export_module(model)[0]
+        x = self.inputs(PRECISIONS['fp32'], torch.contiguous_format)
+        run = onnx_runtime_twin(module.eval(), x, osp.join(directory, 'model.onnx'),
+                                threads=torch.get_num_threads())
+        return lambda: run(x)
 
     def inputs(self, precision, memory_format):
         """A random input batch in ``memory_format``, cast for a cast inference model."""
@@ -423,7 +450,7 @@ def format_profile(results):
     """The ``--profile`` breakdowns as a table: ms per call and share of each category."""
     header = ('impl', 'form', 'dtype', 'layout', *CATEGORIES, 'total ms')
     lines = [header]
-    for r in results:
+    for r in filter(lambda r: 'profile_ms' in r, results):
         ms = r['profile_ms']
         lines.append((r['impl'], r['form'], r['dtype'], r['memory_format'],
                       *(f"{ms[c]:.1f} ({ms[c] / ms['total']:.0%})" for c in CATEGORIES),
@@ -445,6 +472,7 @@ def plan_rows(args, device):
         rows += [Row('plain', 'train', name)] if not args.no_plain else []
         rows += [Row('mmslak', form, name, layout) for form in forms
                  for layout in args.memory_format]
+        rows += [Row('onnxruntime', 'deploy', name)] if args.onnx and name == 'fp32' else []
     return rows
 
 
@@ -575,7 +603,7 @@ def print_report(args, device, macs, rates, results):
         print(f'{name} matmul rate ({args.matmul_size}^3, median of the rounds): '
               f'{rate["best"]:.0f} GFLOP/s ({libs})')
     print(format_table(results))
-    if results and 'profile_ms' in results[0]:
+    if any('profile_ms' in r for r in results):
         print(f'where the time goes (ms per call over {args.profile} profiled calls; the profiler '
               'slows small operators):')
         print(format_profile(results))
@@ -607,12 +635,15 @@ def main(argv=None):
     forms = sorted({row.form for row in rows})
     macs = {form: workload.dense_macs(workload.variant('mmslak', form)) for form in forms}
     models = {row: workload.variant(*row[:2]) for row in rows}
-    fns = {row: workload.step_fn(models[row], *row[2:]) for row in rows}
-    times, rates, memory = measure(fns, device, args)
-    results = summarise(rows, times, memory, macs, rates, args)
-    if args.profile:
-        for row, result in zip(rows, results):
-            result['profile_ms'] = op_breakdown(fns[row], models[row], args.profile)
+    with tempfile.TemporaryDirectory() as onnx_dir:
+        fns = {row: workload.onnx_fn(models[row], onnx_dir) if row.impl == 'onnxruntime' else
+               workload.step_fn(models[row], *row[2:]) for row in rows}
+        times, rates, memory = measure(fns, device, args)
+        results = summarise(rows, times, memory, macs, rates, args)
+        if args.profile:  # PyTorch's profiler sees no operator inside ONNX Runtime
+            for row, result in zip(rows, results):
+                if row.impl != 'onnxruntime':
+                    result['profile_ms'] = op_breakdown(fns[row], models[row], args.profile)
     rates = summarise_rates(rates)
     print_report(args, device, macs, rates, results)
     if args.json:
