@@ -3,10 +3,10 @@
 PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
 of a linear layer while it is still in cache (the GELU only where that is faster: with
 AVX-512). They have no autograd formula, so they serve inference only (:func:`can_fuse` says
-when). oneDNN's matrix multiply is also faster than the MKL one behind ``F.linear`` on CPUs
-other than Intel's (about twice as fast on an AMD EPYC), so :func:`linear` runs the forward and
-backward matrix multiplies of training through it there. Elsewhere the same arithmetic runs
-through the plain functional ops.
+when). :func:`linear` runs the forward of training through oneDNN too (its bias epilogue saves
+``addmm``'s copy of the bias into the output) and the backward through MKL on Intel CPUs,
+through oneDNN elsewhere (about twice as fast as MKL on an AMD EPYC). Elsewhere the same
+arithmetic runs through the plain functional ops.
 """
 import functools
 
@@ -91,8 +91,25 @@ def gelu_in_epilogue():
     return torch.backends.cpu.get_cpu_capability().startswith('AVX512')
 
 
+def _onednn_mm(a, b):
+    """``a @ b`` for 2-D ``a`` and ``b`` (any strides) through oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, 'none', [], '')
+
+
+@functools.lru_cache(maxsize=None)
+def mkl_is_fast():
+    """Whether the backward matrix multiplies of :func:`linear` run through MKL (``torch.mm``)
+    rather than oneDNN: on Intel CPUs. There MKL computes the weight gradient about twice as
+    fast as oneDNN (SLaK-T's 36 MLP layers at batch 2 x 512 x 512, 2 threads: 429 vs 733 ms with
+    AVX-512, 681 vs 1011 ms with AVX2) and the input gradient as fast; on other vendors' CPUs
+    MKL takes slower paths and oneDNN was about twice as fast (AMD EPYC)."""
+    return torch.backends.mkl.is_available() and cpu_vendor() == 'GenuineIntel'
+
+
 class _OneDNNLinear(torch.autograd.Function):
-    """``F.linear`` whose forward and backward matrix multiplies run through oneDNN."""
+    """``F.linear`` whose forward runs through oneDNN, the bias added in its epilogue (where
+    ``F.linear``'s ``addmm`` first copies the bias into every output row), and whose backward
+    matrix multiplies run through MKL or oneDNN (:func:`mkl_is_fast`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -106,31 +123,20 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad = grad.reshape(-1, weight.shape[0])
         rows = x.reshape(-1, weight.shape[1])
+        mm = torch.mm if mkl_is_fast() else _onednn_mm
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.mkldnn._linear_pointwise(grad, weight.t(), None, 'none', [],
-                                                        '').reshape(x.shape)
+            grad_x = mm(grad, weight).reshape(x.shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.ops.mkldnn._linear_pointwise(grad.t(), rows.t(), None, 'none',
-                                                             [], '')
+            grad_weight = mm(grad.t(), rows)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias
 
 
-@functools.lru_cache(maxsize=None)
-def mkl_is_fast():
-    """Whether ``F.linear``'s MKL matrix multiplies are the ones to differentiate through: on
-    Intel CPUs. There MKL computes the weight gradient about twice as fast as oneDNN (SLaK-T's 36
-    MLP layers at batch 2 x 512 x 512, 2 threads: 429 vs 733 ms with AVX-512, 681 vs 1011 ms
-    with AVX2) and the rest as fast; on other vendors' CPUs MKL takes slower paths and oneDNN
-    was about twice as fast (AMD EPYC)."""
-    return torch.backends.mkl.is_available() and cpu_vendor() == 'GenuineIntel'
-
-
 def linear(x, weight, bias=None):
-    """``F.linear`` that differentiates through oneDNN where it can (non-empty float32 CPU input,
-    no autocast) and MKL is not the faster (:func:`mkl_is_fast`).
+    """``F.linear`` through oneDNN where it can (non-empty float32 CPU input, no autocast),
+    differentiable (see :class:`_OneDNNLinear`).
 
     Args:
         x (Tensor): Input of shape ``(..., in_features)``.
@@ -140,8 +146,7 @@ def linear(x, weight, bias=None):
     Returns:
         Tensor: The output of shape ``(..., out_features)``.
     """
-    if not _onednn_applies(x) or x.dtype != torch.float32 or \
-            torch.is_autocast_enabled('cpu') or mkl_is_fast():
+    if not _onednn_applies(x) or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
         return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)
 
