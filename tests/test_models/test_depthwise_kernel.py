@@ -85,6 +85,14 @@ def test_fused_kernels_follow_a_change_of_kernel(other, monkeypatch):
         depthwise_kernel._library.cache_clear()
 
 
+def assert_inference_matches_plain_path():
+    """The fast path of a tiny SLaK (with whatever kernel is selected) computes the plain one."""
+    fast, plain = pair()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+
+
 @pytest.mark.parametrize('env', [dict(CC='no-such-compiler'), dict(MMSLAK_CPU_KERNEL='0')])
 def test_unavailable_kernels_fall_back_to_onednn(env, monkeypatch, tmp_path):
     monkeypatch.setenv('MMSLAK_CACHE_DIR', str(tmp_path))
@@ -92,13 +100,11 @@ def test_unavailable_kernels_fall_back_to_onednn(env, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     depthwise_kernel._library.cache_clear()
     try:
-        fast, plain = pair()
         x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
         assert depthwise_kernel.depthwise_conv_sum(x, [torch.ones(3, 1, 3, 3)],
                                                    torch.zeros(3)) is None
         assert depthwise_kernel.kernel_isa() is None
-        with torch.no_grad():
-            assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+        assert_inference_matches_plain_path()
     finally:
         depthwise_kernel._library.cache_clear()
 
@@ -144,10 +150,7 @@ def test_a_cpu_without_avx512_gets_the_avx2_kernel(mode, avx2_cpu, monkeypatch):
     else:
         monkeypatch.setenv('MMSLAK_CPU_KERNEL', mode)
     assert depthwise_kernel.kernel_isa() == 'avx2'
-    fast, plain = pair()
-    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+    assert_inference_matches_plain_path()
 
 
 def test_requiring_avx512_on_a_cpu_without_it_names_the_flag(avx2_cpu, monkeypatch):
@@ -172,10 +175,7 @@ def test_requiring_a_kernel_on_a_cpu_without_avx2_names_the_flags(mode, sse_cpu,
 def test_a_cpu_without_avx2_falls_back_to_onednn(sse_cpu, monkeypatch):
     monkeypatch.delenv('MMSLAK_CPU_KERNEL', raising=False)
     assert depthwise_kernel._library() is None
-    fast, plain = pair()
-    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        assert_outputs_close(fast.eval()(x), plain.eval()(x), atol=1e-5)
+    assert_inference_matches_plain_path()
 
 
 def test_the_mode_is_checked(fresh_library, monkeypatch):
