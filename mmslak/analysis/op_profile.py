@@ -5,8 +5,11 @@ Forward work is attributed by module: everything run inside a large-kernel modul
 ``depthwise``, inside a stem or downsampling layer ``stem/downsample``, inside a LayerNorm
 ``norm/layout``. Backward work is attributed by the autograd node that runs it, the optimizer
 step by its profiler range, and the remaining operators by name: matrix multiplies, linear
-layers and GELU are ``linear``, LayerNorms, permutes and copies ``norm/layout``. What no
-operator covers (Python between the calls) is ``unattributed``: the wall time less the rest.
+layers and GELU are ``linear``, LayerNorms, permutes and copies ``norm/layout``. An autograd
+node does not name the module it came from: the backward of ``nn.Conv2d`` (the plain
+backbone's depthwise convolutions, either backbone's stem and downsampling) and of the BNs is
+``other``. What no operator covers (Python between the calls) is ``unattributed``: the wall
+time less the rest.
 """
 import time
 from contextlib import ExitStack
