@@ -13,8 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .depthwise_kernel import (PackedKernels, available, cpu_vendor, depthwise_conv_sum,
-                               kernel_lanes)
+from .depthwise_kernel import PackedKernels, available, cpu_vendor, depthwise_conv_sum, kernel_lanes
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
