@@ -35,8 +35,8 @@ def test_task_packages_are_extras():
     required = {canonicalize_name(Requirement(line).name) for line in project['dependencies']}
     assert required == {'torch', 'mmengine', 'mmcv', 'numpy'}
     extras = project['optional-dependencies']
-    assert [Requirement(line).name for line in extras['det']] == ['mmdet', 'pycocotools']
-    assert [Requirement(line).name for line in extras['seg']] == ['mmsegmentation']
+    assert [Requirement(line).name for line in extras['det']] == ['mmdet', 'pycocotools', 'scipy']
+    assert [Requirement(line).name for line in extras['seg']] == ['mmsegmentation', 'scipy']
 
 
 def _pins():

@@ -1,301 +1,292 @@
-"""Bounded random-search one-pixel attack on a segmentation model.
+"""One-pixel attack on a segmentation or detection model (Su, Vargas and Sakurai).
 
-For each of the first ``--num-images`` images of the config's test set, up to
-``--targets-per-image`` target pixels are drawn among the pixels the model classifies correctly
-(ignored pixels excluded). Then ``--trials`` one-pixel perturbations are tried: each sets one
-pixel, anywhere in the network input, to a random colour, uniform in ``[0, 255]^3``. The change
-is made in the raw image space (the ``uint8`` image after the test pipeline), before the data
-preprocessor converts and normalises it, so it is a colour the image could have. A target is
-attacked successfully when its predicted class differs from the clean one in at least one trial.
+Targets: for an mmseg model, up to ``--targets-per-image`` pixels drawn among those the model
+classifies correctly (ignored pixels excluded); for an mmdet model, up to as many detections
+that match a ground-truth box of their class. A one-pixel change ``(x, y, r, g, b)`` sets one
+pixel, anywhere in the network input, to a colour; it is made in the raw image space (the
+``uint8`` image after the test pipeline), before the data preprocessor normalises it. A target
+is flipped when its class changes (segmentation), or when its box's class changes or its score
+falls below the test threshold (detection); the margin, the target's clean-class confidence
+minus the best other, is then negative.
 
-The trials of an image are shared by its targets (they do not depend on the target) and
-evaluated ``--batch-size`` at a time, each batch with the clean image beside them, whose
-prediction in that same batch is what a flip is measured against (so that kernels chosen by
-batch size cannot pass for an attack); an image stops early once all its targets have flipped.
-Trials are drawn from ``(seed, image index)``, so two models attacked with the same seed face
-the same perturbations; targets from another stream of the same seed. The success rate comes
-with a 95% Wilson score interval, which treats the targets as independent; targets of one image
-share its trials, so read it as approximate.
+``--method de`` (the default) searches each target's margin with scipy's differential
+evolution (untargeted; ``--popsize`` candidates per generation, ``--maxiter`` generations,
+recombination 1, no polishing; each generation is one batch). ``--method random`` tries
+``--trials`` uniform random changes per image, shared by its targets. Every forward pass carries
+the clean image too, and a flip is measured against the clean prediction of that same pass.
+Searches are seeded by ``(seed, image, target)``, so two models attacked with the same seed start
+from the same candidates. The success rate comes with a 95% Wilson interval; ``--plot`` draws
+success against budget (evaluations per target), with the curves of ``--plot-with`` runs
+(without a config and checkpoint, it only draws those).
 
 Example::
 
     python tools/analysis_tools/one_pixel_attack.py CONFIG CHECKPOINT --num-images 16 \\
-        --targets-per-image 8 --trials 64 --seed 0 --out work_dirs/one_pixel.json
+        --targets-per-image 4 --popsize 400 --maxiter 100 --seed 0 --label softmax \\
+        --out work_dirs/one_pixel.json --plot work_dirs/one_pixel.png
+    python tools/analysis_tools/one_pixel_attack.py --plot both.png --plot-with a.json b.json
 """
 import argparse
 import json
-import math
 import os.path as osp
+import time
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.registry import DATASETS
 from mmengine.utils import ProgressBar
-from mmseg.registry import DATASETS, MODELS
-from mmseg.structures import SegDataSample
 
-Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+from mmslak.analysis import build_downstream_model, load_downstream_config, load_whole_model
+from mmslak.analysis.one_pixel_search import differential_evolution_search, random_search
+from mmslak.analysis.one_pixel_stats import plot_success_curves, wilson_interval
+from mmslak.analysis.one_pixel_targets import DetectionTargets, SegmentationTargets
 
 
 def parse_args(argv=None):
     """Command-line arguments."""
     parser = argparse.ArgumentParser(
-        description='One-pixel attack on an mmseg model: for sampled, correctly classified '
-        'target pixels, try random one-pixel changes anywhere in the image and report how often '
-        "the target's predicted class changes, with a 95%% Wilson interval.")
-    parser.add_argument('config', help='mmseg config of the model')
-    parser.add_argument('checkpoint', help='checkpoint of the model')
-    parser.add_argument('--num-images',
-                        type=int,
-                        default=16,
+        description='One-pixel attack on an mmseg or mmdet model: differential evolution (or '
+        'random search) over one pixel and its colour, per correctly classified pixel or '
+        'correctly detected object; success rate with a 95%% Wilson interval.')
+    parser.add_argument('config', nargs='?',
+                        help='mmseg or mmdet config of the model (omit both to only draw the '
+                        '--plot-with runs)')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint of the model')
+    parser.add_argument('--method', choices=('de', 'random'), default='de',
+                        help='differential evolution per target, or random changes shared by '
+                        "an image's targets (default: de)")
+    parser.add_argument('--num-images', type=int, default=16,
                         help='images from the start of the test set (default: 16)')
-    parser.add_argument('--targets-per-image',
-                        type=int,
-                        default=8,
-                        help='target pixels per image (default: 8)')
-    parser.add_argument('--trials',
-                        type=int,
-                        default=64,
-                        help='one-pixel perturbations tried per image (default: 64)')
-    parser.add_argument('--batch-size',
-                        type=int,
-                        default=16,
-                        help='perturbed images per forward pass (default: 16)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of targets and trials')
-    parser.add_argument('--device',
-                        default='cuda' if torch.cuda.is_available() else 'cpu',
+    parser.add_argument('--targets-per-image', type=int, default=8,
+                        help='target pixels or objects per image (default: 8)')
+    parser.add_argument('--popsize', type=int, default=400,
+                        help='de: candidates per generation (default: 400)')
+    parser.add_argument('--maxiter', type=int, default=100,
+                        help='de: generations after the initial one (default: 100)')
+    parser.add_argument('--time-budget', type=float,
+                        help='de: wall-clock seconds per target after which no generation '
+                        'starts (default: none)')
+    parser.add_argument('--mutation', type=float, default=0.5,
+                        help='de: differential weight (default: 0.5)')
+    parser.add_argument('--recombination', type=float, default=1.0,
+                        help='de: crossover probability (default: 1)')
+    parser.add_argument('--strategy', default='rand1bin',
+                        help="de: scipy's strategy (default: rand1bin)")
+    parser.add_argument('--trials', type=int, default=64,
+                        help='random: changes tried per image (default: 64)')
+    parser.add_argument('--batch-size', type=int,
+                        help='changes per forward pass at most (default: a whole generation '
+                        'for de, 16 for random)')
+    parser.add_argument('--score-thr', type=float,
+                        help="detection: the test threshold (default: the config's "
+                        'model.test_cfg.rcnn.score_thr)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of targets and searches')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='device (default: cuda if available, else cpu)')
+    parser.add_argument('--label', help='name of the model in the plot (default: the config)')
     parser.add_argument('--out', help='also write the summary and per-target results here')
-    parser.add_argument('--cfg-options',
-                        nargs='+',
-                        action=DictAction,
+    parser.add_argument('--plot', help='save success rate against budget as this PNG')
+    parser.add_argument('--plot-with', nargs='+', default=[],
+                        help='--out files of other runs to draw in the plot (pooled by label)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, e.g. test_dataloader.dataset.data_root=X')
     args = parser.parse_args(argv)
-    for name in ('num_images', 'targets_per_image', 'trials', 'batch_size'):
-        if getattr(args, name) < 1:
+    for name in ('num_images', 'targets_per_image', 'trials', 'popsize', 'batch_size'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.seed < 0:
-        parser.error('--seed must be non-negative')
+    if args.method == 'de' and args.popsize < 5:
+        parser.error('--popsize must be at least 5')
+    if args.maxiter < 0 or args.seed < 0:
+        parser.error('--maxiter and --seed must be non-negative')
+    if args.time_budget is not None and args.time_budget <= 0:
+        parser.error('--time-budget must be positive')
+    for path in args.plot_with:
+        if not osp.isfile(path):
+            parser.error(f'--plot-with file {path} does not exist')
+    if args.plot_with and not args.plot:
+        parser.error('--plot-with needs --plot')
+    if args.checkpoint is None and not (args.config is None and args.plot_with):
+        parser.error('give a config and a checkpoint, or neither and --plot with --plot-with')
     return args
 
 
-def wilson_interval(successes, total, z=Z_95):
-    """The Wilson score interval of a binomial proportion.
-
-    Args:
-        successes (int): Number of successes.
-        total (int): Number of trials, at least 1.
-        z (float): Standard normal quantile of the confidence level. Defaults to 95%.
-
-    Returns:
-        tuple[float, float]: Lower and upper bound.
-    """
-    if total < 1:
-        raise ValueError('the Wilson interval needs at least one trial')
-    rate = successes / total
-    denominator = 1 + z**2 / total
-    centre = (rate + z**2 / (2 * total)) / denominator
-    half_width = z * math.sqrt(rate * (1 - rate) / total + z**2 / (4 * total**2)) / denominator
-    # At 0 or all successes a bound is exactly 0 or 1; rounding must not move it past the rate.
-    low = 0. if successes == 0 else min(rate, max(0., centre - half_width))
-    high = 1. if successes == total else max(rate, min(1., centre + half_width))
-    return low, high
-
-
 def load_model_and_dataset(args):
-    """The segmentor (eval mode, checkpoint loaded), its test set and its ignore index.
+    """The model (eval mode, checkpoint loaded), its test set and its task.
 
     Args:
         args (argparse.Namespace): The command line (config, checkpoint, cfg_options, device).
 
+    Returns:
+        tuple[nn.Module, Dataset, str, Config]: Model, test set, ``'mmseg'`` or ``'mmdet'``,
+        and the config.
+
     Raises:
         FileNotFoundError: If the config or the checkpoint does not exist.
-        ValueError: If the config is not an mmseg config.
+        ValueError: If the config is neither an mmseg nor an mmdet config.
     """
-    for kind, path in (('Config', args.config), ('Checkpoint', args.checkpoint)):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{kind} file {path} does not exist')
-    cfg = Config.fromfile(args.config)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint file {args.checkpoint} does not exist')
+    cfg = load_downstream_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if cfg.get('default_scope') != 'mmseg':
-        raise ValueError(f"{args.config} has default_scope={cfg.get('default_scope')!r}; the "
-                         'one-pixel attack needs an mmseg (segmentation) config')
-    init_default_scope('mmseg')
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    model = revert_sync_batchnorm(build_downstream_model(cfg))
+    load_whole_model(model, args.checkpoint)
     model.to(args.device).eval()
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    return model, dataset, model.decode_head.ignore_index
+    return model, dataset, cfg.default_scope, cfg
 
 
-@torch.no_grad()
-def predict(model, images, metainfo):
-    """Predicted class maps (``B x H x W``, original image size) of ``uint8`` images.
-
-    Args:
-        model (BaseSegmentor): The segmentor.
-        images (Tensor): ``B x 3 x H x W`` ``uint8`` images, as the test pipeline packs them.
-        metainfo (dict): Meta information of the clean image, shared by all of them.
-    """
-    data_samples = [SegDataSample(metainfo=metainfo) for _ in range(len(images))]
-    results = model.test_step(dict(inputs=list(images), data_samples=data_samples))
-    return torch.stack([result.pred_sem_seg.data[0] for result in results])
+def detection_threshold(args, cfg):
+    """``--score-thr``, else the config's ``model.test_cfg.rcnn.score_thr``."""
+    if args.score_thr is not None:
+        return args.score_thr
+    try:
+        return float(cfg.model.test_cfg.rcnn.score_thr)
+    except (AttributeError, KeyError, TypeError):
+        raise ValueError('the config has no model.test_cfg.rcnn.score_thr; pass --score-thr')
 
 
-def sample_targets(clean_pred, gt, ignore_index, num_targets, rng):
-    """Up to ``num_targets`` distinct (row, column) pixels, uniform among the correct ones.
-
-    Args:
-        clean_pred (Tensor): ``H x W`` prediction on the clean image.
-        gt (Tensor): ``H x W`` ground truth.
-        ignore_index (int): Label of the pixels that are never targets.
-        num_targets (int): How many targets to draw at most.
-        rng (numpy.random.Generator): The random stream of the targets.
-    """
-    correct = (clean_pred == gt) & (gt != ignore_index)
-    candidates = torch.nonzero(correct.flatten()).flatten().numpy()
-    chosen = rng.choice(candidates, size=min(num_targets, len(candidates)), replace=False)
-    width = gt.shape[1]
-    return torch.as_tensor(chosen // width), torch.as_tensor(chosen % width)
+def make_targets(model, sample, index, args, task, cfg):
+    """The targets of one test image, drawn from the stream ``(seed, index, 1)``."""
+    rng = np.random.default_rng([args.seed, index, 1])
+    batch_size = args.batch_size or (16 if args.method == 'random' else None)
+    if task == 'mmseg':
+        return SegmentationTargets(model, sample, args.targets_per_image, rng,
+                                   ignore_index=model.decode_head.ignore_index,
+                                   batch_size=batch_size, device=args.device)
+    return DetectionTargets(model, sample, args.targets_per_image, rng,
+                            score_thr=detection_threshold(args, cfg), batch_size=batch_size,
+                            device=args.device)
 
 
-def draw_trials(num_trials, height, width, rng):
-    """Rows, columns and ``uint8`` colours (``T x 3``) of the one-pixel perturbations.
+def attack_image(targets, index, args):
+    """Attack every target of one image.
 
     Args:
-        num_trials (int): Number of perturbations ``T``.
-        height (int): Image height.
-        width (int): Image width.
-        rng (numpy.random.Generator): The random stream of the trials.
-    """
-    rows = torch.as_tensor(rng.integers(0, height, num_trials))
-    cols = torch.as_tensor(rng.integers(0, width, num_trials))
-    colours = torch.as_tensor(rng.integers(0, 256, (num_trials, 3)), dtype=torch.uint8)
-    return rows, cols, colours
-
-
-def attack_image(model, sample, index, args, ignore_index):
-    """Attack the targets of one test image.
-
-    Args:
-        model (BaseSegmentor): The segmentor.
-        sample (dict): The test pipeline's output for the image (``inputs``, ``data_samples``).
-        index (int): Index of the image in the test set (seeds its targets and trials).
+        targets (SegmentationTargets | DetectionTargets): The image's targets.
+        index (int): Index of the image in the test set (seeds the searches).
         args (argparse.Namespace): The command line.
-        ignore_index (int): Label of the pixels that are never targets.
 
     Returns:
-        list[dict]: Per target: image index, pixel, class, whether it flipped and the first
-        flipping trial (``None`` if none).
+        list[dict]: Per target: image, target, success, evaluations (to the flip, or in all),
+        the flipping (or best) candidate ``(x, y, r, g, b)`` and its margin.
     """
-    image = sample['inputs']
-    metainfo = sample['data_samples'].metainfo
-    gt = sample['data_samples'].gt_sem_seg.data[0].cpu()
-    clean_pred = predict(model, image.to(args.device)[None], metainfo)[0].cpu()
-    if clean_pred.shape != gt.shape:
-        raise ValueError(f'Image {index}: the prediction is {tuple(clean_pred.shape)} but the '
-                         f'label {tuple(gt.shape)}; load the annotations after resizing in the '
-                         'test pipeline, as the mmseg configs do')
-    rows, cols = sample_targets(clean_pred, gt, ignore_index, args.targets_per_image,
-                                np.random.default_rng([args.seed, index, 1]))
-    trial_rows, trial_cols, colours = draw_trials(args.trials, image.shape[1], image.shape[2],
-                                                  np.random.default_rng([args.seed, index, 0]))
-    first_success = torch.full((len(rows), ), -1, dtype=torch.long)
-    for start in range(0, args.trials, args.batch_size):
-        if len(rows) == 0 or (first_success >= 0).all():
-            break
-        stop = min(start + args.batch_size, args.trials)
-        # The clean image rides along as the first of the batch: a flip is a change against
-        # it, not against a prediction made at another batch size (with other kernels).
-        batch = image[None].repeat(stop - start + 1, 1, 1, 1)
-        batch[torch.arange(1, stop - start + 1), :, trial_rows[start:stop],
-              trial_cols[start:stop]] = colours[start:stop]
-        preds = predict(model, batch.to(args.device), metainfo).cpu()
-        flipped = preds[1:, rows, cols] != preds[0, rows, cols]  # trials x targets
-        new = (first_success < 0) & flipped.any(0)
-        first_success[new] = start + flipped.int().argmax(0)[new]
+    if args.method == 'random':
+        results = random_search(targets.margins, len(targets), targets.height, targets.width,
+                                trials=args.trials, batch_size=args.batch_size or 16,
+                                seed=[args.seed, index, 0])
+    else:
+        results = [
+            differential_evolution_search(
+                targets.margins, targets.height, targets.width, target=target,
+                popsize=args.popsize, maxiter=args.maxiter, seed=[args.seed, index, 2, target],
+                time_budget=args.time_budget, strategy=args.strategy, mutation=args.mutation,
+                recombination=args.recombination) for target in range(len(targets))
+        ]
     return [
-        dict(image=index,
-             row=int(row),
-             col=int(col),
-             label=int(clean_pred[row, col]),
-             success=bool(trial >= 0),
-             first_success_trial=int(trial) if trial >= 0 else None)
-        for row, col, trial in zip(rows, cols, first_success)
+        dict(image=index, **targets.describe(target), success=result.success,
+             evaluations=result.evaluations,
+             candidate=list(result.candidate) if result.candidate else None,
+             margin=result.margin) for target, result in enumerate(results)
     ]
 
 
-def summarise(targets, args, num_images):
-    """Success rate, its Wilson interval and the attack settings.
+def max_budget(args):
+    """Evaluations per target at most (without a time budget)."""
+    return args.trials if args.method == 'random' else args.popsize * (args.maxiter + 1)
 
-    Args:
-        targets (list[dict]): The per-target results of :func:`attack_image`.
-        args (argparse.Namespace): The command line.
-        num_images (int): Number of images attacked.
-    """
-    if not targets:
-        raise ValueError('No target pixel: the model classifies no pixel of the attacked images '
-                         'correctly')
-    successes = sum(target['success'] for target in targets)
-    low, high = wilson_interval(successes, len(targets))
-    trials_to_success = [t['first_success_trial'] + 1 for t in targets if t['success']]
+
+def summarise(records, args, task, num_images, seconds):
+    """Success rate, its Wilson interval, evaluations per flip and the attack settings."""
+    if not records:
+        raise ValueError('No target: the model classifies no pixel (detects no object) of the '
+                         'attacked images correctly')
+    successes = sum(record['success'] for record in records)
+    low, high = wilson_interval(successes, len(records))
+    to_flip = [record['evaluations'] for record in records if record['success']]
+    settings = (dict(trials=args.trials) if args.method == 'random' else dict(
+        popsize=args.popsize, maxiter=args.maxiter, time_budget=args.time_budget,
+        strategy=args.strategy, mutation=args.mutation, recombination=args.recombination))
     return dict(
-        config=args.config,
-        checkpoint=args.checkpoint,
-        seed=args.seed,
-        num_images=num_images,
-        targets_per_image=args.targets_per_image,
-        trials=args.trials,
-        perturbation='one pixel of the raw uint8 network input set to a colour uniform in '
-        '[0, 255]^3, before normalisation',
-        num_targets=len(targets),
-        num_successes=successes,
-        success_rate=successes / len(targets),
-        ci95=[low, high],
-        mean_trials_to_success=(float(np.mean(trials_to_success)) if trials_to_success else None),
-        targets=targets)
+        config=args.config, checkpoint=args.checkpoint, label=args.label or args.config,
+        task=task, method=args.method, seed=args.seed, num_images=num_images,
+        targets_per_image=args.targets_per_image, settings=settings,
+        max_budget=max_budget(args),
+        perturbation='one pixel of the raw uint8 network input set to any colour, before '
+        'normalisation',
+        num_targets=len(records), num_successes=successes,
+        success_rate=successes / len(records), ci95=[low, high],
+        mean_evaluations_to_success=float(np.mean(to_flip)) if to_flip else None,
+        median_evaluations_to_success=float(np.median(to_flip)) if to_flip else None,
+        total_evaluations=int(sum(record['evaluations'] for record in records)),
+        seconds=round(seconds, 1), targets=records)
 
 
 def format_table(summary):
     """The summary as a small text table."""
-    rows = [('images', summary['num_images']), ('targets', summary['num_targets']),
-            ('trials per image', summary['trials']), ('seed', summary['seed']),
-            ('successful attacks', summary['num_successes']),
+    rows = [('method', summary['method']), ('images', summary['num_images']),
+            ('targets', summary['num_targets']), ('budget per target', summary['max_budget']),
+            ('seed', summary['seed']), ('successful attacks', summary['num_successes']),
             ('success rate', f"{100 * summary['success_rate']:.1f}%"),
             ('95% Wilson CI', '[{:.1f}%, {:.1f}%]'.format(*(100 * b for b in summary['ci95'])))]
-    if summary['mean_trials_to_success'] is not None:
-        rows.append(('mean trials to success', f"{summary['mean_trials_to_success']:.1f}"))
+    if summary['mean_evaluations_to_success'] is not None:
+        rows.append(('mean evaluations to a flip',
+                     f"{summary['mean_evaluations_to_success']:.1f}"))
     width = max(len(name) for name, _ in rows)
     return '\n'.join(f'{name:<{width}}  {value}' for name, value in rows)
+
+
+def save_plot(summary, args):
+    """Success against budget for this run (if any) and the ``--plot-with`` runs, pooled by
+    label."""
+    summaries = [summary] if summary else []
+    for path in args.plot_with:
+        with open(path) as file:
+            summaries.append(json.load(file))
+    curves, limits = {}, {}
+    for run in summaries:
+        curves.setdefault(run['label'], []).extend(
+            record['evaluations'] if record['success'] else None for record in run['targets'])
+        # a pooled line ends where its smallest budget does
+        limits[run['label']] = min(limits.get(run['label'], run['max_budget']), run['max_budget'])
+    budget = max(run['max_budget'] for run in summaries)
+    methods = ', '.join(sorted({run['method'] for run in summaries}))
+    return plot_success_curves(curves, args.plot, budget, title=f'One-pixel attack ({methods})',
+                               limits=limits)
 
 
 def main(argv=None):
     """Run the attack; print the table and return the summary."""
     args = parse_args(argv)
-    model, dataset, ignore_index = load_model_and_dataset(args)
+    if args.config is None:
+        print(f'Plot saved to {save_plot(None, args)}')
+        return None
+    model, dataset, task, cfg = load_model_and_dataset(args)
     num_images = min(args.num_images, len(dataset))
     if num_images < args.num_images:
         print_log(f'The test set has {len(dataset)} images; attacking all of them',
                   logger='current')
-    targets = []
+    records = []
+    start = time.monotonic()
     progress = ProgressBar(num_images)
     for index in range(num_images):
-        targets += attack_image(model, dataset[index], index, args, ignore_index)
+        targets = make_targets(model, dataset[index], index, args, task, cfg)
+        records += attack_image(targets, index, args)
         progress.update()
     print()  # the progress bar leaves its line open
-    summary = summarise(targets, args, num_images)
+    summary = summarise(records, args, task, num_images, time.monotonic() - start)
     print(f'One-pixel attack on {args.checkpoint}')
     print(format_table(summary))
     if args.out:
         with open(args.out, 'w') as file:
             json.dump(summary, file, indent=2)
         print(f'Results written to {args.out}')
+    if args.plot:
+        print(f'Plot saved to {save_plot(summary, args)}')
     return summary
 
 

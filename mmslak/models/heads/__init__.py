@@ -1,8 +1,9 @@
-"""The Gauss (centroid) classifier and its loss; the decode heads built on them where mmseg is.
+"""The Gauss (centroid) classifier and its loss; the heads built on them where mmseg / mmdet are.
 
 :class:`CentroidClassifier` and :class:`CentroidBCELoss` need PyTorch and mmengine alone. The
-Gauss decode heads subclass mmseg's, so they are imported (and registered) only where mmseg is
-installed: the backbone and the classifier then work on a machine without mmseg or mmdet.
+Gauss decode heads subclass mmseg's and the Gauss bbox heads mmdet's, so each is imported (and
+registered) only where its package is installed: the backbone and the classifier then work on a
+machine without mmseg or mmdet.
 """
 from importlib.util import find_spec
 
@@ -14,3 +15,10 @@ __all__ = ['CentroidBCELoss', 'CentroidClassifier']
 if find_spec('mmseg') is not None:
     from .gauss_heads import CentroidHeadMixin, GaussFCNHead, GaussUPerHead  # noqa: F401
     __all__ += ['CentroidHeadMixin', 'GaussFCNHead', 'GaussUPerHead']
+
+if find_spec('mmdet') is not None:
+    from .gauss_bbox_heads import (GaussBBoxHeadMixin, GaussConvFCBBoxHead,  # noqa: F401
+                                   GaussLinear, GaussShared2FCBBoxHead)
+    __all__ += [
+        'GaussBBoxHeadMixin', 'GaussConvFCBBoxHead', 'GaussLinear', 'GaussShared2FCBBoxHead'
+    ]

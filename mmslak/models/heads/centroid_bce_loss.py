@@ -47,6 +47,10 @@ def _check_labels(label, valid, num_classes, ignore_index):
 class CentroidBCELoss(nn.Module):
     """Binary cross-entropy of every class against the rest, on Gauss confidences.
 
+    Works per pixel (mmseg decode heads) and per box (mmdet bbox heads, where background is a
+    class with its own centroid, the last one: a background box pulls that centroid's
+    confidence to 1 and every object class's to 0).
+
     Takes the log-confidences ``s_c = log p_c`` of :class:`CentroidClassifier` (the confidences
     ``p_c = exp(s_c)`` are not normalised over the classes, so softmax cross-entropy does not
     apply) and, per pixel of label ``y``, adds up ``-log p_y - sum_{c != y} log(1 - p_c)``: the
@@ -94,9 +98,11 @@ class CentroidBCELoss(nn.Module):
         """The weighted loss, with the arguments mmseg decode heads and pixel samplers pass.
 
         Args:
-            log_confidences (Tensor): ``(N, C, H, W)`` log-confidences, at most 0.
-            label (Tensor): ``(N, H, W)`` class indices.
-            weight (Tensor, optional): ``(N, H, W)`` pixel weights (from a pixel sampler).
+            log_confidences (Tensor): ``(N, C, H, W)`` (pixels) or ``(N, C)`` (boxes)
+                log-confidences, at most 0.
+            label (Tensor): ``(N, H, W)`` or ``(N, )`` class indices.
+            weight (Tensor, optional): ``(N, H, W)`` or ``(N, )`` weights (from a pixel
+                sampler, or mmdet's label weights).
             avg_factor (float, optional): Divisor of the ``'mean'`` reduction instead of the
                 number of pixels that are not ignored.
             reduction_override (str, optional): Reduction for this call.
@@ -108,16 +114,17 @@ class CentroidBCELoss(nn.Module):
         reduction = reduction_override or self.reduction
         if reduction not in _REDUCTIONS:
             raise ValueError(f'reduction must be one of {_REDUCTIONS}, got {reduction!r}')
-        if log_confidences.dim() != 4 or label.shape != (log_confidences.shape[:1] +
-                                                         log_confidences.shape[2:]):
-            raise ValueError(f'expected (N, C, H, W) log-confidences and (N, H, W) labels, got '
-                             f'{tuple(log_confidences.shape)} and {tuple(label.shape)}')
+        if log_confidences.dim() < 2 or label.shape != (log_confidences.shape[:1] +
+                                                        log_confidences.shape[2:]):
+            raise ValueError(f'expected (N, C, H, W) log-confidences and (N, H, W) labels (or '
+                             f'(N, C) and (N, )), got {tuple(log_confidences.shape)} and '
+                             f'{tuple(label.shape)}')
         valid = label != ignore_index
         num_classes = log_confidences.size(1)
         _check_labels(label, valid, num_classes, ignore_index)
         log_conf = log_confidences.float().clamp(max=math.log1p(-self.eps))
         classes = torch.arange(num_classes, device=label.device)
-        is_target = label[:, None] == classes[None, :, None, None]
+        is_target = label[:, None] == classes.view(1, -1, *[1] * (label.dim() - 1))
         loss = torch.where(is_target, -log_conf, -log1mexp(log_conf)).sum(1)
         if weight is not None:
             loss = loss * weight
@@ -128,6 +135,26 @@ class CentroidBCELoss(nn.Module):
             divisor = valid.sum() if avg_factor is None else avg_factor
             loss = loss.sum() / torch.clamp_min(torch.as_tensor(divisor, dtype=loss.dtype), 1)
         return self.loss_weight * loss
+
+    # mmdet's bbox heads read these (as they do for its SeesawLoss): the classifier has a
+    # background centroid beside the classes, and its scores are confidences, not a softmax.
+    custom_cls_channels = True
+    custom_activation = True
+    custom_accuracy = True
+
+    def get_cls_channels(self, num_classes: int) -> int:
+        """Outputs of a detection classifier: a centroid per class and one for background."""
+        return num_classes + 1
+
+    def get_activation(self, cls_score: torch.Tensor) -> torch.Tensor:
+        """The confidences ``exp(s_c)`` of log-confidences ``s_c`` (background last)."""
+        return cls_score.float().exp()
+
+    def get_accuracy(self, cls_score: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Top-1 accuracy (%) of the most confident class, background included, as ``acc``."""
+        if len(labels) == 0:
+            return dict(acc=cls_score.new_zeros(()))
+        return dict(acc=(cls_score.argmax(1) == labels).float().mean() * 100)
 
     @property
     def loss_name(self) -> str:

@@ -24,7 +24,11 @@ class CentroidHeadMixin:
     max. Dropout before the classifier stays as the head configures it.
 
     Args:
-        gamma (float): Scale of the squared distance in the confidence. Defaults to 1.0.
+        gamma (float): Scale of the squared distance in the confidence (initial value if
+            learned). Defaults to 1.0.
+        learn_gamma (bool): Learn a gamma per class (log-parameterised, clamped to
+            ``gamma_range``). Defaults to False.
+        gamma_range (Sequence[float]): Bounds of a learned gamma. Defaults to ``(1e-3, 1e3)``.
         centroid_std (float): Scale of the initial centroids, ``max(0, N(0, centroid_std^2))``
             per coordinate. Defaults to 1.0.
         loss_decode (dict | Sequence[dict]): Losses of the head. Defaults to
@@ -35,6 +39,8 @@ class CentroidHeadMixin:
     def __init__(self,
                  *args,
                  gamma: float = 1.0,
+                 learn_gamma: bool = False,
+                 gamma_range=(1e-3, 1e3),
                  centroid_std: float = 1.0,
                  loss_decode=dict(type='mmslak.CentroidBCELoss', loss_weight=1.0),
                  **kwargs):
@@ -46,7 +52,9 @@ class CentroidHeadMixin:
         self.conv_seg = CentroidClassifier(self.conv_seg.in_channels,
                                            self.num_classes,
                                            gamma=gamma,
-                                           init_std=centroid_std)
+                                           init_std=centroid_std,
+                                           learn_gamma=learn_gamma,
+                                           gamma_range=gamma_range)
 
 
 @MODELS.register_module()
