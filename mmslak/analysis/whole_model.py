@@ -11,7 +11,8 @@ def _fitting(state_dict, model_state):
             if key in model_state and getattr(value, 'shape', None) == model_state[key].shape}
 
 
-def load_whole_model(model, filename, strict=True, allow_non_finite=False, opt_out=None):
+def load_whole_model(model, filename, strict=True, allow_non_finite=False, opt_out=None,
+                     checkpoint=None):
     """Load a whole-model checkpoint into ``model`` (official kernel names are translated).
 
     Args:
@@ -24,6 +25,8 @@ def load_whole_model(model, filename, strict=True, allow_non_finite=False, opt_o
             refusing them. Defaults to False.
         opt_out (str, optional): How the caller's user loads only what fits (e.g. a
             command-line flag), named in the error and the warning. Defaults to None.
+        checkpoint (dict, optional): ``filename`` as the caller already read it with
+            :func:`mmslak.utils.load_official_checkpoint`; None reads it. Defaults to None.
 
     Returns:
         dict: The checkpoint, whose ``meta`` may say what the model was trained on.
@@ -33,7 +36,8 @@ def load_whole_model(model, filename, strict=True, allow_non_finite=False, opt_o
         ValueError: If it is not a readable checkpoint, holds non-finite values, or (``strict``)
             does not fit the model.
     """
-    checkpoint = load_official_checkpoint(filename)
+    if checkpoint is None:
+        checkpoint = load_official_checkpoint(filename)
     state_dict = convert_official_keys(state_dict_from_checkpoint(checkpoint))
     check_fit(model, state_dict, filename, strict, opt_out)
     model_state = model.state_dict()

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 
 from mmslak.analysis import (build_downstream_model, dummy_batch, load_downstream_config,
                              load_whole_model, slak_backbone_config)
-from mmslak.models.backbones.slak_checkpoint import (convert_official_keys,
+from mmslak.models.backbones.slak_checkpoint import (FUSED_BRANCH_KEY, convert_official_keys,
                                                      state_dict_from_checkpoint)
 from mmslak.utils import load_official_checkpoint
 from .export_checks import check_export
@@ -17,22 +17,6 @@ from .traceable import prepare_for_export, traceable
 from .wrappers import export_module
 
 FILENAMES = {'segmentor': 'end2end.onnx', 'detector_features': 'backbone_neck.onnx'}
-_DEPLOY_KEYS = ('large_kernel.vertical.weight', 'large_kernel.square.weight')
-
-
-def checkpoint_in_deploy_form(filename):
-    """Whether a whole-model checkpoint holds a fused (deploy-form) SLaK backbone.
-
-    Args:
-        filename (str): The checkpoint, e.g. one written by
-            ``tools/model_converters/reparameterize.py``.
-
-    Returns:
-        bool: True if its large-kernel branches are plain biased convolutions.
-    """
-    state_dict = convert_official_keys(state_dict_from_checkpoint(
-        load_official_checkpoint(filename)))
-    return any(key.endswith(_DEPLOY_KEYS) for key in state_dict)
 
 
 def load_for_export(config, checkpoint, cfg_options=None):
@@ -59,12 +43,14 @@ def load_for_export(config, checkpoint, cfg_options=None):
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     backbone = slak_backbone_config(cfg)
-    if not osp.isfile(checkpoint) and '://' not in checkpoint:
-        raise FileNotFoundError(f'Checkpoint not found: {checkpoint}')
-    backbone.deploy = bool(backbone.get('deploy')) or checkpoint_in_deploy_form(checkpoint)
+    loaded = load_official_checkpoint(checkpoint)  # read once: for its form, then to load
+    state_dict = convert_official_keys(state_dict_from_checkpoint(loaded))
+    # a checkpoint written by reparameterize.py holds the branches fused
+    in_deploy_form = any(FUSED_BRANCH_KEY.search(key) for key in state_dict)
+    backbone.deploy = bool(backbone.get('deploy')) or in_deploy_form
     backbone.init_cfg = None  # the checkpoint holds every weight
     model = build_downstream_model(cfg)
-    load_whole_model(model, checkpoint)
+    load_whole_model(model, checkpoint, checkpoint=loaded)
     return prepare_for_export(model), cfg
 
 

@@ -21,6 +21,9 @@ OFFICIAL_KEY_RENAMES = (
 # The ImageNet classifier (final norm and head) has no place in a dense-prediction backbone.
 CLASSIFIER_KEY = re.compile(r'^(norm|head)\.')
 OUT_NORM_KEY = re.compile(r'^norm\d\.')
+# Keys of the large-kernel branches in the fused deploy form (one biased conv each); the
+# training form has a conv and a BN under each branch instead.
+FUSED_BRANCH_KEY = re.compile(r'\.(vertical|horizontal|square)\.(weight|bias)$')
 
 
 def state_dict_from_checkpoint(checkpoint):
@@ -98,10 +101,9 @@ def _structure_causes(backbone, missing, unexpected, mismatched):
         causes.append('the checkpoint has dense k x k kernels: build with decompose=False')
     if any('.vertical.' in key for key in unexpected) and not backbone.decompose:
         causes.append('the checkpoint has decomposed kernels: build with decompose=True')
-    fused = re.compile(r'\.(vertical|horizontal|square)\.(weight|bias)$')
-    if any(fused.search(key) for key in unexpected) and not backbone.deploy:
+    if any(FUSED_BRANCH_KEY.search(key) for key in unexpected) and not backbone.deploy:
         causes.append('the checkpoint is in the fused deploy form: build with deploy=True')
-    if any(fused.search(key) for key in missing) and backbone.deploy:
+    if any(FUSED_BRANCH_KEY.search(key) for key in missing) and backbone.deploy:
         causes.append('the checkpoint is in the training form: build with deploy=False, '
                       'load it, then call switch_to_deploy()')
     gammas = [key for key in backbone.state_dict() if key.endswith('.gamma')]
