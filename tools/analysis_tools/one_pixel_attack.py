@@ -128,6 +128,8 @@ def load_model_and_dataset(args):
         FileNotFoundError: If the config or the checkpoint does not exist.
         ValueError: If the config is neither an mmseg nor an mmdet config.
     """
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint file {args.checkpoint} does not exist')
     cfg = load_downstream_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
