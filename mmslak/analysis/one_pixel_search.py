@@ -96,13 +96,15 @@ def differential_evolution_search(margins: MarginFn,
                                   time_budget: Optional[float] = None,
                                   strategy: str = 'rand1bin',
                                   mutation=0.5,
-                                  recombination: float = 1.0) -> SearchResult:
+                                  recombination: float = 1.0,
+                                  window: Optional[tuple] = None) -> SearchResult:
     """Untargeted one-pixel attack of Su, Vargas and Sakurai, searched with scipy's DE.
 
     Minimises the target's margin over ``(x, y, r, g, b)`` with
     :func:`scipy.optimize.differential_evolution` (``vectorized=True``,
     ``updating='deferred'``, no polishing): each generation's population is one call of
-    ``margins``. The initial population is uniform over the image and the colour cube.
+    ``margins``. The initial population is uniform over the image (or ``window``) and the
+    colour cube.
 
     Args:
         margins (callable): ``(S, 5)`` int64 candidates to ``(S, T)`` margins.
@@ -119,6 +121,9 @@ def differential_evolution_search(margins: MarginFn,
         strategy (str): scipy's DE strategy. Defaults to ``'rand1bin'`` (DE/rand/1).
         mutation (float | tuple): Differential weight (or dithering range). Defaults to 0.5.
         recombination (float): Crossover probability; 1 takes the whole mutant. Defaults to 1.
+        window (tuple[int, int, int, int], optional): ``(x0, y0, x1, y1)``, the pixels the
+            search may change, ``x0 <= x < x1`` and ``y0 <= y < y1`` (see
+            :func:`search_window`). Defaults to None (the whole image).
 
     Returns:
         SearchResult: The outcome; ``evaluations`` counts up to the flip.
@@ -128,9 +133,14 @@ def differential_evolution_search(margins: MarginFn,
                          f'candidates to mix), got {popsize}')
     if maxiter < 0:
         raise ValueError(f'maxiter must be non-negative, got {maxiter}')
+    x0, y0, x1, y1 = window or (0, 0, width, height)
+    if not 0 <= x0 < x1 <= width or not 0 <= y0 < y1 <= height:
+        raise ValueError(f'window must be (x0, y0, x1, y1) with 0 <= x0 < x1 <= {width} and '
+                         f'0 <= y0 < y1 <= {height}, got {window}')
     rng = np.random.default_rng(seed)
-    upper = np.array([width, height, 256, 256, 256], dtype=np.float64)
-    initial = rng.uniform(0, upper, size=(popsize, 5))
+    lower = np.array([x0, y0, 0, 0, 0], dtype=np.float64)
+    upper = np.array([x1, y1, 256, 256, 256], dtype=np.float64)
+    initial = rng.uniform(lower, upper, size=(popsize, 5))
     objective = _Objective(margins, target, height, width)
     deadline = None if time_budget is None else time.monotonic() + time_budget
 
@@ -140,7 +150,7 @@ def differential_evolution_search(margins: MarginFn,
     try:
         differential_evolution(
             objective,
-            bounds=list(zip(np.zeros(5), upper)),
+            bounds=list(zip(lower, upper)),
             strategy=strategy,
             maxiter=maxiter,
             init=initial,
@@ -158,6 +168,32 @@ def differential_evolution_search(margins: MarginFn,
         return SearchResult(True, evaluations, candidate, margin, objective.generations)
     margin, candidate = objective.best
     return SearchResult(False, objective.evaluations, candidate, margin, objective.generations)
+
+
+def search_window(center: tuple, radius: Optional[int], height: int, width: int) -> tuple:
+    """The pixels within ``radius`` of a pixel or a box, clipped to the image.
+
+    Args:
+        center (tuple): ``(x, y)`` of a pixel or ``(x0, y0, x1, y1)`` of a box (pixel
+            coordinates).
+        radius (int | None): Distance (Chebyshev, in pixels) allowed around it; None: the
+            whole image.
+        height (int): Image height.
+        width (int): Image width.
+
+    Returns:
+        tuple[int, int, int, int]: ``(x0, y0, x1, y1)``, the ends exclusive.
+    """
+    if radius is None:
+        return 0, 0, width, height
+    if radius < 0:
+        raise ValueError(f'radius must be non-negative, got {radius}')
+    if len(center) == 2:
+        center = (center[0], center[1], center[0] + 1, center[1] + 1)
+    x0, y0 = int(np.floor(center[0])), int(np.floor(center[1]))
+    x1, y1 = max(int(np.ceil(center[2])), x0 + 1), max(int(np.ceil(center[3])), y0 + 1)
+    return (min(max(x0 - radius, 0), width - 1), min(max(y0 - radius, 0), height - 1),
+            max(min(x1 + radius, width), 1), max(min(y1 + radius, height), 1))
 
 
 def draw_random_candidates(num_trials: int, height: int, width: int, rng) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Statistics of one-pixel attacks: intervals, the sample size for a given power, budget curves."""
+"""Statistics of one-pixel attacks: intervals, the sample size for a given power, budget curves
+and their plot, pooled by label."""
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import binomtest, norm
@@ -111,3 +112,46 @@ def plot_success_curves(curves: Dict[str, Sequence[Optional[int]]],
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def pool_runs_by_label(summaries: Sequence[dict]) -> Tuple[dict, dict]:
+    """Pool the per-target results of attack runs by label, for :func:`plot_success_curves`.
+
+    Args:
+        summaries (Sequence[dict]): Attack summaries (the ``--out`` files of
+            ``tools/analysis_tools/one_pixel_attack.py``), each with ``label``, ``max_budget``
+            and ``targets`` (records with ``success`` and ``evaluations``).
+
+    Returns:
+        tuple[dict[str, list[int | None]], dict[str, int]]: Per label, the evaluations to the
+        flip of every target of its runs (``None``: not flipped), and the budget where its line
+        ends: the smallest of its runs', the largest budget every one of its targets had.
+    """
+    curves, limits = {}, {}
+    for run in summaries:
+        label = run['label']
+        curves.setdefault(label, []).extend(
+            record['evaluations'] if record['success'] else None for record in run['targets'])
+        limits[label] = min(limits.get(label, run['max_budget']), run['max_budget'])
+    return curves, limits
+
+
+def plot_runs(summaries: Sequence[dict], path: str, title: Optional[str] = None) -> str:
+    """Save a PNG of success rate against budget of attack runs pooled by label.
+
+    Args:
+        summaries (Sequence[dict]): Attack summaries, as :func:`pool_runs_by_label` takes them
+            (also with ``method``).
+        path (str): Output PNG.
+        title (str, optional): Figure title. Defaults to ``'One-pixel attack (METHODS)'``.
+
+    Returns:
+        str: ``path``.
+    """
+    if not summaries:
+        raise ValueError('no attack runs to plot')
+    curves, limits = pool_runs_by_label(summaries)
+    methods = ', '.join(sorted({run['method'] for run in summaries}))
+    budget = max(run['max_budget'] for run in summaries)
+    return plot_success_curves(curves, path, budget, title=title or f'One-pixel attack ({methods})',
+                               limits=limits)

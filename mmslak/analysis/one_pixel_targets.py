@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _TINY = 1e-12  # floor of a score before its logarithm (a missing detection scores 0)
 
@@ -42,6 +43,25 @@ def _chunks(candidates, batch_size):
         yield candidates[start:start + (batch_size or len(candidates))]
 
 
+def near_boundary(labels: torch.Tensor, width: int) -> torch.Tensor:
+    """Pixels with another label within ``width`` pixels (a ``(2 width + 1)`` square).
+
+    Args:
+        labels (Tensor): ``H x W`` integer label map.
+        width (int): Distance, at least 1.
+
+    Returns:
+        Tensor: ``H x W`` bool mask.
+    """
+    if width < 1:
+        raise ValueError(f'the boundary width must be at least 1, got {width}')
+    # the image border is no boundary: pad with the edge's own labels
+    padded = F.pad(labels[None, None].double(), [width] * 4, mode='replicate')
+    highest = F.max_pool2d(padded, 2 * width + 1, stride=1)
+    lowest = -F.max_pool2d(-padded, 2 * width + 1, stride=1)
+    return (highest != lowest)[0, 0]
+
+
 class SegmentationTargets:
     """Correctly classified pixels of one image, attacked through an mmseg segmentor.
 
@@ -55,10 +75,14 @@ class SegmentationTargets:
         batch_size (int, optional): Candidates per forward pass at most (the clean image rides
             along with each pass). Defaults to None (all at once).
         device (str): Device of the forward passes. Defaults to ``'cpu'``.
+        boundary_width (int, optional): Draw only among the correct pixels within this many
+            pixels (Chebyshev) of another label of the ground truth, where one pixel's change
+            matters most; the choice depends on the labels alone, so it is the same rule for
+            any model. Defaults to None (any correct pixel).
     """
 
     def __init__(self, model, sample, num_targets, rng, ignore_index=255, batch_size=None,
-                 device='cpu'):
+                 device='cpu', boundary_width=None):
         from mmseg.structures import SegDataSample
 
         from mmslak.models.heads import CentroidClassifier
@@ -78,7 +102,10 @@ class SegmentationTargets:
             raise ValueError(f'the prediction is {tuple(clean_pred.shape)} but the label '
                              f'{tuple(gt.shape)}; load the annotations after resizing in the test '
                              'pipeline, as the mmseg configs do')
-        correct = ((clean_pred == gt) & (gt != ignore_index)).flatten()
+        correct = (clean_pred == gt) & (gt != ignore_index)
+        if boundary_width is not None:
+            correct &= near_boundary(gt, boundary_width)
+        correct = correct.flatten()
         candidates = torch.nonzero(correct).flatten().numpy()
         chosen = rng.choice(candidates, size=min(num_targets, len(candidates)), replace=False)
         self.rows = torch.as_tensor(chosen // gt.shape[1])
@@ -92,6 +119,10 @@ class SegmentationTargets:
         """The target as a JSON-friendly dict."""
         return dict(row=int(self.rows[target]), col=int(self.cols[target]),
                     label=int(self.labels[target]))
+
+    def position(self, target):
+        """``(x, y)`` of the target pixel in the network input."""
+        return int(self.cols[target]), int(self.rows[target])
 
     @torch.no_grad()
     def _forward(self, images):
@@ -188,6 +219,13 @@ class DetectionTargets:
         """The target as a JSON-friendly dict."""
         return dict(box=[round(float(v), 2) for v in self.boxes[target]],
                     label=int(self.labels[target]), score=float(self.scores[target]))
+
+    def position(self, target):
+        """``(x0, y0, x1, y1)`` of the target's box in the network input (the detections are in
+        the original image's coordinates)."""
+        scale_x, scale_y = self.metainfo.get('scale_factor', (1., 1.))
+        x0, y0, x1, y1 = (float(v) for v in self.boxes[target])
+        return x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y
 
     @torch.no_grad()
     def _forward(self, images):

@@ -12,10 +12,11 @@ import torch
 from mmengine.structures import InstanceData, PixelData
 
 from mmslak.analysis.one_pixel_search import (differential_evolution_search, random_search,
-                                              to_candidates)
+                                              search_window, to_candidates)
 from mmslak.analysis.one_pixel_stats import (plot_success_curves, success_curve, targets_for_power,
                                              wilson_interval)
-from mmslak.analysis.one_pixel_targets import DetectionTargets, SegmentationTargets, perturbed_batch
+from mmslak.analysis.one_pixel_targets import (DetectionTargets, SegmentationTargets, near_boundary,
+                                               perturbed_batch)
 from .conftest import load_tool
 
 HEIGHT, WIDTH = 12, 16
@@ -150,6 +151,9 @@ def test_detection_margins_flip_with_class_or_threshold():
     targets = DetectionTargets(RedPixelDetector(), dict(inputs=image, data_samples=sample), 4,
                                np.random.default_rng(0), score_thr=0.3)
     assert len(targets) == 1 and int(targets.labels[0]) == 2
+    assert targets.position(0) == (2., 2., 10., 9.)
+    targets.metainfo['scale_factor'] = (0.5, 2.)  # the detections are in the original image
+    assert targets.position(0) == (1., 4., 5., 18.)
     candidates = np.array([[WEAK[1], WEAK[0], 255, 0, 0], [0, 0, 255, 0, 0]])
     margins = targets.margins(candidates)[:, 0]
     pull = red_pull(perturbed_batch(image, candidates)[1:]).numpy()
@@ -162,7 +166,8 @@ def test_tool_attacks_a_stand_in_through_de_and_random(tool):
     args = Namespace(config='stand-in', checkpoint='none', label='stand-in', method='de',
                      targets_per_image=3, popsize=20, maxiter=40, seed=0,
                      time_budget=None, strategy='rand1bin', mutation=0.5, recombination=1.,
-                     trials=200, batch_size=None, device='cpu')
+                     trials=200, batch_size=None, device='cpu', search_radius=None,
+                     boundary_width=None)
     targets = SegmentationTargets(RedPixelSegmentor(), seg_sample(), 3, np.random.default_rng(0))
     records = tool.attack_image(targets, 0, args)
     assert len(records) == 3 and sum(record['success'] for record in records) >= 2
@@ -234,3 +239,42 @@ def test_tool_refuses_bad_arguments(tool, tmp_path):
         tool.parse_args(['config.py', 'ckpt.pth', '--plot-with', str(tmp_path / 'none.json')])
     with pytest.raises(FileNotFoundError, match='Checkpoint'):
         tool.main(['config.py', str(tmp_path / 'missing.pth')])
+
+
+def test_search_window_around_a_pixel_or_a_box():
+    assert search_window((4, 9), None, HEIGHT, WIDTH) == (0, 0, WIDTH, HEIGHT)
+    assert search_window((4, 9), 2, HEIGHT, WIDTH) == (2, 7, 7, 12)
+    assert search_window((0, 0), 0, HEIGHT, WIDTH) == (0, 0, 1, 1)
+    assert search_window((2.5, 2.2, 10.1, 9.), 1, HEIGHT, WIDTH) == (1, 1, 12, 10)
+    assert search_window((30., 30., 40., 40.), 1, HEIGHT, WIDTH) == (WIDTH - 1, HEIGHT - 1,
+                                                                     WIDTH, HEIGHT)
+    with pytest.raises(ValueError, match='radius'):
+        search_window((4, 9), -1, HEIGHT, WIDTH)
+
+
+def test_de_searches_only_its_window():
+    kwargs = dict(height=HEIGHT, width=WIDTH, popsize=20, maxiter=20, seed=0)
+    around = differential_evolution_search(margin_of_weak_pixel, window=(3, 8, 6, 11), **kwargs)
+    assert around.success and (around.candidate[1], around.candidate[0]) == WEAK
+    elsewhere = differential_evolution_search(margin_of_weak_pixel, window=(10, 0, 16, 4),
+                                              **kwargs)
+    assert not elsewhere.success and elsewhere.evaluations == 20 * 21
+    assert 10 <= elsewhere.candidate[0] < 16 and 0 <= elsewhere.candidate[1] < 4
+    with pytest.raises(ValueError, match='window'):
+        differential_evolution_search(margin_of_weak_pixel, window=(5, 0, 5, 4), **kwargs)
+
+
+def test_boundary_targets_are_pixels_near_another_label():
+    labels = torch.zeros(6, 8, dtype=torch.long)
+    labels[:, 5:] = 3
+    assert near_boundary(labels, 1).nonzero()[:, 1].unique().tolist() == [4, 5]
+    assert near_boundary(labels, 2).nonzero()[:, 1].unique().tolist() == [3, 4, 5, 6]
+    assert not near_boundary(torch.ones(5, 5, dtype=torch.long), 2).any()  # the border is none
+    with pytest.raises(ValueError, match='at least 1'):
+        near_boundary(labels, 0)
+    sample = seg_sample()
+    sample['data_samples'].gt_sem_seg.data[0, :, :8] = 0  # the stand-in predicts 1: 0 is wrong
+    targets = SegmentationTargets(RedPixelSegmentor(), sample, 100, np.random.default_rng(0),
+                                  boundary_width=2)
+    assert len(targets) == 2 * HEIGHT and sorted(targets.cols.unique().tolist()) == [8, 9]
+    assert targets.position(0) == (int(targets.cols[0]), int(targets.rows[0]))

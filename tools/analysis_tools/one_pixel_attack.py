@@ -1,7 +1,8 @@
 """One-pixel attack on a segmentation or detection model (Su, Vargas and Sakurai).
 
 Targets: for an mmseg model, up to ``--targets-per-image`` pixels drawn among those the model
-classifies correctly (ignored pixels excluded); for an mmdet model, up to as many detections
+classifies correctly (ignored pixels excluded; with ``--boundary-width``, only those near a
+ground-truth boundary); for an mmdet model, up to as many detections
 that match a ground-truth box of their class. A one-pixel change ``(x, y, r, g, b)`` sets one
 pixel, anywhere in the network input, to a colour; it is made in the raw image space (the
 ``uint8`` image after the test pipeline), before the data preprocessor normalises it. A target
@@ -11,7 +12,8 @@ minus the best other, is then negative.
 
 ``--method de`` (the default) searches each target's margin with scipy's differential
 evolution (untargeted; ``--popsize`` candidates per generation, ``--maxiter`` generations,
-recombination 1, no polishing; each generation is one batch). ``--method random`` tries
+recombination 1, no polishing; each generation is one batch), over the whole image or, with
+``--search-radius``, the pixels near the target. ``--method random`` tries
 ``--trials`` uniform random changes per image, shared by its targets. Every forward pass carries
 the clean image too, and a flip is measured against the clean prediction of that same pass.
 Searches are seeded by ``(seed, image, target)``, so two models attacked with the same seed start
@@ -40,8 +42,9 @@ from mmengine.registry import DATASETS
 from mmengine.utils import ProgressBar
 
 from mmslak.analysis import build_downstream_model, load_downstream_config, load_whole_model
-from mmslak.analysis.one_pixel_search import differential_evolution_search, random_search
-from mmslak.analysis.one_pixel_stats import plot_success_curves, wilson_interval
+from mmslak.analysis.one_pixel_search import (differential_evolution_search, random_search,
+                                              search_window)
+from mmslak.analysis.one_pixel_stats import plot_runs, wilson_interval
 from mmslak.analysis.one_pixel_targets import DetectionTargets, SegmentationTargets
 
 
@@ -75,6 +78,13 @@ def parse_args(argv=None):
                         help='de: crossover probability (default: 1)')
     parser.add_argument('--strategy', default='rand1bin',
                         help="de: scipy's strategy (default: rand1bin)")
+    parser.add_argument('--search-radius', type=int,
+                        help='de: change only pixels within this distance of the target pixel '
+                        "(segmentation) or of the target's box (detection) (default: anywhere)")
+    parser.add_argument('--boundary-width', type=int,
+                        help='segmentation: draw targets only among the correct pixels within '
+                        'this distance of a ground-truth label boundary (default: any correct '
+                        'pixel)')
     parser.add_argument('--trials', type=int, default=64,
                         help='random: changes tried per image (default: 64)')
     parser.add_argument('--batch-size', type=int,
@@ -102,6 +112,10 @@ def parse_args(argv=None):
         parser.error('--popsize must be at least 5')
     if args.maxiter < 0 or args.seed < 0:
         parser.error('--maxiter and --seed must be non-negative')
+    if args.search_radius is not None and (args.search_radius < 0 or args.method != 'de'):
+        parser.error('--search-radius must be non-negative and is an option of --method de')
+    if args.boundary_width is not None and args.boundary_width < 1:
+        parser.error('--boundary-width must be at least 1')
     if args.time_budget is not None and args.time_budget <= 0:
         parser.error('--time-budget must be positive')
     for path in args.plot_with:
@@ -157,7 +171,11 @@ def make_targets(model, sample, index, args, task, cfg):
     if task == 'mmseg':
         return SegmentationTargets(model, sample, args.targets_per_image, rng,
                                    ignore_index=model.decode_head.ignore_index,
-                                   batch_size=batch_size, device=args.device)
+                                   batch_size=batch_size, device=args.device,
+                                   boundary_width=args.boundary_width)
+    if args.boundary_width is not None:
+        raise ValueError('--boundary-width chooses target pixels of a segmentation; the '
+                         'config is an mmdet one')
     return DetectionTargets(model, sample, args.targets_per_image, rng,
                             score_thr=detection_threshold(args, cfg), batch_size=batch_size,
                             device=args.device)
@@ -185,7 +203,10 @@ def attack_image(targets, index, args):
                 targets.margins, targets.height, targets.width, target=target,
                 popsize=args.popsize, maxiter=args.maxiter, seed=[args.seed, index, 2, target],
                 time_budget=args.time_budget, strategy=args.strategy, mutation=args.mutation,
-                recombination=args.recombination) for target in range(len(targets))
+                recombination=args.recombination,
+                window=search_window(targets.position(target), args.search_radius,
+                                     targets.height, targets.width))
+            for target in range(len(targets))
         ]
     return [
         dict(image=index, **targets.describe(target), success=result.success,
@@ -210,11 +231,13 @@ def summarise(records, args, task, num_images, seconds):
     to_flip = [record['evaluations'] for record in records if record['success']]
     settings = (dict(trials=args.trials) if args.method == 'random' else dict(
         popsize=args.popsize, maxiter=args.maxiter, time_budget=args.time_budget,
-        strategy=args.strategy, mutation=args.mutation, recombination=args.recombination))
+        strategy=args.strategy, mutation=args.mutation, recombination=args.recombination,
+        search_radius=args.search_radius))
     return dict(
         config=args.config, checkpoint=args.checkpoint, label=args.label or args.config,
         task=task, method=args.method, seed=args.seed, num_images=num_images,
-        targets_per_image=args.targets_per_image, settings=settings,
+        targets_per_image=args.targets_per_image, boundary_width=args.boundary_width,
+        settings=settings,
         max_budget=max_budget(args),
         perturbation='one pixel of the raw uint8 network input set to any colour, before '
         'normalisation',
@@ -247,16 +270,7 @@ def save_plot(summary, args):
     for path in args.plot_with:
         with open(path) as file:
             summaries.append(json.load(file))
-    curves, limits = {}, {}
-    for run in summaries:
-        curves.setdefault(run['label'], []).extend(
-            record['evaluations'] if record['success'] else None for record in run['targets'])
-        # a pooled line ends where its smallest budget does
-        limits[run['label']] = min(limits.get(run['label'], run['max_budget']), run['max_budget'])
-    budget = max(run['max_budget'] for run in summaries)
-    methods = ', '.join(sorted({run['method'] for run in summaries}))
-    return plot_success_curves(curves, args.plot, budget, title=f'One-pixel attack ({methods})',
-                               limits=limits)
+    return plot_runs(summaries, args.plot)
 
 
 def main(argv=None):
