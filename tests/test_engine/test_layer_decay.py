@@ -84,3 +84,33 @@ def test_missing_paramwise_keys_raise():
             Segmentor(),
             dict(constructor='mmslak.LearningRateDecayOptimizerConstructor',
                  optimizer=dict(type='AdamW', lr=1e-4), paramwise_cfg=dict(num_layers=6)))
+
+
+def test_custom_keys_multiply_the_layer_rates():
+    wrapper = build_optim_wrapper(
+        Segmentor(),
+        dict(constructor='mmslak.LearningRateDecayOptimizerConstructor',
+             optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+             paramwise_cfg=dict(decay_rate=0.9, num_layers=6, custom_keys={
+                 'head': dict(lr_mult=10., decay_mult=0.5),
+                 'head.bias': dict(lr_mult=3.),
+                 'stages.3': dict(decay_mult=0.)})))
+    found = {name: (group['lr'], group['weight_decay'])
+             for group in wrapper.optimizer.param_groups for name in group['param_names']}
+    assert found['head.weight'] == (pytest.approx(1e-3), pytest.approx(0.025))
+    assert found['head.bias'] == (pytest.approx(3e-4), 0.)  # the longer key wins
+    assert found['backbone.stages.3.0.pwconv1.weight'] == (pytest.approx(1e-4 * 0.9), 0.)
+    assert found['backbone.stages.2.4.pwconv1.weight'] == (pytest.approx(1e-4 * 0.9**3), 0.05)
+
+
+@pytest.mark.parametrize('paramwise_cfg, message', [
+    (dict(decay_rate=0.9, num_layers=6, bias_decay_mult=0.), 'bias_decay_mult'),
+    (dict(decay_rate=0.9, num_layers=6, custom_keys={'head': dict(lr=1.)}), 'lr_mult'),
+])
+def test_paramwise_keys_that_would_be_ignored_raise(paramwise_cfg, message):
+    with pytest.raises(ValueError, match=message):
+        build_optim_wrapper(
+            Segmentor(),
+            dict(constructor='mmslak.LearningRateDecayOptimizerConstructor',
+                 optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
+                 paramwise_cfg=paramwise_cfg))

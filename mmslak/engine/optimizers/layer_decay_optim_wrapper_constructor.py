@@ -3,6 +3,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmslak.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+PARAMWISE_KEYS = ('num_layers', 'decay_rate', 'decay_type', 'custom_keys')
+
 
 def get_layer_id_layer_wise(name, num_layers):
     """Layer id of a parameter for layer-wise decay (the ConvNeXt/SLaK convention).
@@ -44,6 +46,10 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     - ``num_layers`` (int): Number of layers of the schedule, e.g. 6 or 12.
     - ``decay_rate`` (float): Multiplier per layer, e.g. 0.9.
     - ``decay_type`` (str): ``'layer_wise'`` or ``'stage_wise'``. Defaults to ``'layer_wise'``.
+    - ``custom_keys`` (dict): As in mmengine's ``DefaultOptimWrapperConstructor``: parameters
+      whose name contains a key (the longest matching key wins) get its ``lr_mult`` and
+      ``decay_mult`` on top of their layer's learning rate and weight decay, e.g.
+      ``{'fc_cls.centroids': dict(lr_mult=10.)}``. Optional.
 
     Example:
         >>> optim_wrapper = dict(
@@ -57,6 +63,18 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if missing:
             raise ValueError('LearningRateDecayOptimizerConstructor needs paramwise_cfg keys '
                              f'num_layers and decay_rate; missing {sorted(missing)}')
+        unknown = set(self.paramwise_cfg) - set(PARAMWISE_KEYS)
+        if unknown:
+            raise ValueError(f'LearningRateDecayOptimizerConstructor takes the paramwise_cfg keys '
+                             f'{PARAMWISE_KEYS}; got {sorted(unknown)}')
+        custom_keys = self.paramwise_cfg.get('custom_keys', {})
+        # the longest key first, as mmengine's constructor matches them
+        custom_order = sorted(sorted(custom_keys), key=len, reverse=True)
+        for key in custom_order:
+            extra = set(custom_keys[key]) - {'lr_mult', 'decay_mult'}
+            if extra:
+                raise ValueError(f'custom_keys[{key!r}] takes lr_mult and decay_mult; got '
+                                 f'{sorted(extra)}')
         decay_type = self.paramwise_cfg.get('decay_type', 'layer_wise')
         if decay_type not in ('layer_wise', 'stage_wise'):
             raise ValueError(f"decay_type must be 'layer_wise' or 'stage_wise', got {decay_type!r}")
@@ -73,14 +91,19 @@ class LearningRateDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             else:
                 layer_id = get_layer_id_stage_wise(name, max_layer_id)
             group_name = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
+            key = next((key for key in custom_order if key in name), None)
+            multipliers = custom_keys.get(key, {})
+            if key is not None:
+                group_name += f'_{key}'
             if group_name not in groups:
-                scale = decay_rate**(max_layer_id - layer_id - 1)
+                scale = decay_rate**(max_layer_id - layer_id - 1) * multipliers.get('lr_mult', 1.)
+                weight_decay = 0. if no_decay else self.base_wd * multipliers.get('decay_mult', 1.)
                 groups[group_name] = dict(
                     params=[],
                     param_names=[],
                     lr=scale * self.base_lr,
                     lr_scale=scale,
-                    weight_decay=0. if no_decay else self.base_wd,
+                    weight_decay=weight_decay,
                     group_name=group_name)
             groups[group_name]['params'].append(param)
             groups[group_name]['param_names'].append(name)
