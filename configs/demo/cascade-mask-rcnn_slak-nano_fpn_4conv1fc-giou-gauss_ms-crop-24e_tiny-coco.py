@@ -28,3 +28,5 @@ model = dict(
             loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
         for stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])
     ]))
+# The centroids learn 10x faster, as in the Gauss Faster R-CNN demo (see there why).
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'fc_cls.centroids': dict(lr_mult=10.)}))

@@ -97,7 +97,7 @@ class SegmentationTargets:
         _, height, width = self.image.shape
         self.height, self.width = height, width
         gt = sample['data_samples'].gt_sem_seg.data[0].cpu()
-        clean_pred = self._forward(self.image[None])[0].pred_sem_seg.data[0].cpu()
+        clean_pred = self._logits(self.image[None])[0].argmax(0).cpu()
         if clean_pred.shape != gt.shape:
             raise ValueError(f'the prediction is {tuple(clean_pred.shape)} but the label '
                              f'{tuple(gt.shape)}; load the annotations after resizing in the test '
@@ -125,11 +125,18 @@ class SegmentationTargets:
         return int(self.cols[target]), int(self.rows[target])
 
     @torch.no_grad()
-    def _forward(self, images):
-        """The segmentor's results (``seg_logits``, ``pred_sem_seg``) for ``uint8`` images."""
+    def _logits(self, images):
+        """The segmentor's ``(N, C, H, W)`` logits of ``uint8`` images at the input size.
+
+        ``inference`` is what ``test_step`` runs before its post-processing (a resize of every
+        map to the original image size and a full-map arg max), which would cost twice the
+        network here and which the targets, pixels of the input, do not need.
+        """
         samples = [self.sample_class(metainfo=self.metainfo) for _ in range(len(images))]
-        return self.model.test_step(
-            dict(inputs=list(images.to(self.device)), data_samples=samples))
+        data = self.model.data_preprocessor(
+            dict(inputs=list(images.to(self.device)), data_samples=samples), False)
+        return self.model.inference(data['inputs'],
+                                    [sample.metainfo for sample in data['data_samples']])
 
     def margins(self, candidates: np.ndarray) -> np.ndarray:
         """``(S, T)`` margins of the targets under the candidates.
@@ -140,13 +147,12 @@ class SegmentationTargets:
         out = []
         targets = torch.arange(len(self))
         for chunk in _chunks(candidates, self.batch_size):
-            results = self._forward(perturbed_batch(self.image, chunk))
-            logits = torch.stack(
-                [result.seg_logits.data[:, self.rows, self.cols] for result in results]).cpu()
+            logits = self._logits(perturbed_batch(self.image, chunk))[:, :, self.rows,
+                                                                      self.cols].cpu().float()
             # Log-confidences: a Gauss head's logits are already; softmax's need normalising.
-            log_conf = logits.float() if self.gauss else logits.float().log_softmax(1)
+            log_conf = logits if self.gauss else logits.log_softmax(1)
             # The clean class in this very pass.
-            clean = results[0].pred_sem_seg.data[0, self.rows, self.cols].cpu()
+            clean = log_conf[0].argmax(0)
             own = log_conf[1:, clean, targets]
             others = log_conf[1:].clone()
             others[:, clean, targets] = -math.inf

@@ -83,6 +83,23 @@ def test_cascade_config_puts_a_gauss_head_in_every_stage():
     assert all(head.fc_cls.centroids.shape == (4, 256) for head in heads)
 
 
+@pytest.mark.parametrize('config, stages', [(GAUSS_VOC_DEMO, 1), (GAUSS_COCO_DEMO, 3)])
+def test_demo_centroids_learn_ten_times_faster(config, stages):
+    from mmengine.optim import build_optim_wrapper
+
+    from mmslak.analysis import build_downstream_model, load_downstream_config
+    cfg = load_downstream_config(config)
+    model = build_downstream_model(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    rates = {name: group['lr'] for group in wrapper.optimizer.param_groups
+             for name in group['param_names']}
+    centroids = [name for name in rates if name.endswith('fc_cls.centroids')]
+    assert len(centroids) == stages
+    for name in centroids:
+        head_weight = name.replace('fc_cls.centroids', 'fc_reg.weight')
+        assert rates[name] == pytest.approx(10 * rates[head_weight])
+
+
 def test_learned_gamma_learns_and_stays_in_range():
     """Tight, well separated classes: the BCE wants a much larger gamma than 0.01, which only
     the learned classifier can take; a fixed one stays where it is."""

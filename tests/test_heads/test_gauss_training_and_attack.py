@@ -22,9 +22,9 @@ SHORT = [
 ]
 SUMMARY_KEYS = {
     'config', 'checkpoint', 'label', 'task', 'method', 'seed', 'num_images', 'targets_per_image',
-    'settings', 'max_budget', 'perturbation', 'num_targets', 'num_successes', 'success_rate',
-    'ci95', 'mean_evaluations_to_success', 'median_evaluations_to_success', 'total_evaluations',
-    'seconds', 'targets'
+    'boundary_width', 'settings', 'max_budget', 'perturbation', 'num_targets', 'num_successes',
+    'success_rate', 'ci95', 'mean_evaluations_to_success', 'median_evaluations_to_success',
+    'total_evaluations', 'seconds', 'targets'
 }
 
 
@@ -70,7 +70,9 @@ def test_gauss_head_trains_and_reports_miou(trained):
 
 
 @pytest.mark.parametrize('method', [['--method', 'random', '--trials', '5', '--batch-size', '3'],
-                                    ['--popsize', '5', '--maxiter', '1']])
+                                    ['--popsize', '5', '--maxiter', '1'],
+                                    ['--popsize', '5', '--maxiter', '1', '--search-radius', '3',
+                                     '--boundary-width', '2']])
 def test_attack_runs_and_is_reproducible(trained, attack, method, monkeypatch, tmp_path, capsys):
     root, checkpoint, _ = trained
     monkeypatch.chdir(root)  # the demo config reads data/tiny relative to the working folder
@@ -91,6 +93,11 @@ def test_attack_runs_and_is_reproducible(trained, attack, method, monkeypatch, t
     assert 0 <= low <= summary['success_rate'] <= high <= 1
     for target in summary['targets']:
         assert 1 <= target['evaluations'] <= summary['max_budget']
+        if '--search-radius' in method:  # the changed pixel lies near the target pixel
+            x, y = target['candidate'][:2]
+            assert abs(x - target['col']) <= 3 and abs(y - target['row']) <= 3
+    if '--boundary-width' in method:
+        assert summary['boundary_width'] == 2
     again = attack.main(args)
     assert again['targets'] == summary['targets']
 

@@ -34,19 +34,19 @@ def red_pull(images):
 
 
 class RedPixelSegmentor:
-    """Class 1 everywhere, with class 0's logit at ``2 * red_pull``: a flip needs red at WEAK."""
+    """Class 1 everywhere, with class 0's logit at ``2 * red_pull``: a flip needs red at WEAK.
 
-    def test_step(self, data):
-        images = torch.stack(data['inputs'])
-        pull = red_pull(images)
-        results = []
-        for value, sample in zip(pull, data['data_samples']):
-            logits = torch.stack([torch.full((HEIGHT, WIDTH), 2 * float(value)),
-                                  torch.full((HEIGHT, WIDTH), 2.)])
-            sample.set_data(dict(seg_logits=PixelData(data=logits),
-                                 pred_sem_seg=PixelData(data=logits.argmax(0, keepdim=True))))
-            results.append(sample)
-        return results
+    Has what the targets call of an mmseg segmentor: ``data_preprocessor`` (here the identity on
+    the stacked images) and ``inference``."""
+
+    def data_preprocessor(self, data, training):
+        return dict(inputs=torch.stack(data['inputs']), data_samples=data['data_samples'])
+
+    def inference(self, images, batch_img_metas):
+        assert len(batch_img_metas) == len(images)
+        pull = red_pull(images)[:, None, None]
+        return torch.stack([(2 * pull).expand(-1, HEIGHT, WIDTH),
+                            torch.full((len(images), HEIGHT, WIDTH), 2.)], 1)
 
 
 class RedPixelDetector:
