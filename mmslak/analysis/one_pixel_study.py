@@ -51,7 +51,8 @@ def run_row(summary: dict, metrics: dict, seed: int, metric: Optional[str] = Non
     Returns:
         dict: ``label``, ``seed``, ``attack_seed``, ``method``, ``max_budget``, ``metric``,
         ``accuracy``, ``targets``, ``successes``, ``rate``, ``ci95`` (Wilson) and
-        ``mean_evaluations`` (per flip; ``None`` without a flip).
+        ``mean_evaluations`` (per flip; ``None`` without a flip) and ``attack`` (the attack's
+        settings, images and targets per image, boundary width).
     """
     key = pick_metric(metrics, metric)
     targets, successes = summary['num_targets'], summary['num_successes']
@@ -60,7 +61,10 @@ def run_row(summary: dict, metrics: dict, seed: int, metric: Optional[str] = Non
         max_budget=summary['max_budget'], metric=key, accuracy=float(metrics[key]),
         targets=targets, successes=successes, rate=successes / targets,
         ci95=list(wilson_interval(successes, targets)),
-        mean_evaluations=summary['mean_evaluations_to_success'])
+        mean_evaluations=summary['mean_evaluations_to_success'],
+        attack=dict(summary['settings'], images=summary['num_images'],
+                    targets_per_image=summary['targets_per_image'],
+                    boundary_width=summary['boundary_width']))
 
 
 def pool_label(rows: Sequence[dict]) -> dict:
@@ -256,14 +260,17 @@ def _settings_line(rows: Sequence[dict]) -> str:
         rows (Sequence[dict]): :func:`run_row` rows.
 
     Returns:
-        str: E.g. ``'Attack: method de, budget per target 200, attack seed 0.'``.
+        str: E.g. ``'Attack: method de, budget per target 200, attack seed 0, popsize 20,
+        maxiter 9.'`` (settings that are None left out).
     """
     settings = (('method', 'method'), ('budget per target', 'max_budget'),
                 ('attack seed', 'attack_seed'))
-    values = [', '.join(str(value) for value in sorted({row[key] for row in rows}))
-              for _, key in settings]
-    return 'Attack: ' + ', '.join(f'{name} {value}'
-                                  for (name, _), value in zip(settings, values)) + '.'
+    values = [(name, {row[key] for row in rows}) for name, key in settings]
+    for key in sorted({key for row in rows for key in row['attack']}):
+        values.append((key.replace('_', ' '), {row['attack'].get(key) for row in rows}))
+    return 'Attack: ' + ', '.join(
+        f"{name} {', '.join(str(value) for value in sorted(found, key=str))}"
+        for name, found in values if found != {None}) + '.'
 
 
 def format_report(rows: Sequence[dict], pooled: Dict[str, dict], comparison: dict) -> str:

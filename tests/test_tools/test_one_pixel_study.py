@@ -27,7 +27,9 @@ def summary(label, flips, targets, seed=0, max_budget=200):
                 num_targets=targets, num_successes=len(flips), success_rate=len(flips) / targets,
                 ci95=list(wilson_interval(len(flips), targets)),
                 mean_evaluations_to_success=float(np.mean(flips)) if flips else None,
-                median_evaluations_to_success=None, targets=records)
+                median_evaluations_to_success=None, targets=records, num_images=targets,
+                targets_per_image=1, boundary_width=None,
+                settings=dict(popsize=20, maxiter=9, search_radius=None))
 
 
 def pooled_head(label, successes, targets):
@@ -137,7 +139,8 @@ def test_report_tables_and_comparison():
     report = format_report(rows, pooled, comparison)
     lines = report.splitlines()
     assert lines[0] == '# One-pixel robustness study'
-    assert 'Attack: method de, budget per target 200, attack seed 0.' in lines
+    assert ('Attack: method de, budget per target 200, attack seed 0, images 8, maxiter 9, '
+            'popsize 20, targets per image 1.') in lines
     low, high = wilson_interval(2, 8)
     assert (f'| softmax | 0 | mIoU 96 | 2 / 8 | 25.0% | [{100 * low:.1f}%, {100 * high:.1f}%] '
             '| 20.0 |') in lines
@@ -356,3 +359,13 @@ def test_driver_needs_distinct_seeds(tool, configs, tmp_path, capsys):
             tool.parse_args(['--runs', f'a={configs[0]}', f'b={configs[1]}', '--seeds', *seeds,
                              '--work-dir', str(tmp_path)])
     assert capsys.readouterr().err.count('--seeds must be distinct and non-negative') == 2
+
+
+def test_settings_line_names_what_the_attacks_set():
+    local = summary('softmax', [5], 4)
+    local.update(boundary_width=2, settings=dict(popsize=20, maxiter=9, search_radius=8))
+    rows = [run_row(local, dict(mIoU=90.), 0), run_row(summary('gauss', [], 4), dict(mIoU=90.), 0)]
+    pooled = pool_rows(rows)
+    lines = format_report(rows, pooled, compare(*pooled.values())).splitlines()
+    assert ('Attack: method de, budget per target 200, attack seed 0, boundary width 2, None, '
+            'images 4, maxiter 9, popsize 20, search radius 8, None, targets per image 1.') in lines
