@@ -228,6 +228,28 @@ def latest_test_metrics(test_dir):
         return json.load(file)
 
 
+def saved_or_made(path, step, action, name, make):
+    """The JSON result a step writes to ``path``, the step run first unless it is there.
+
+    Args:
+        path (str): The step's result.
+        step (str): The run's name in progress lines.
+        action (str): What the step does, in the progress line (e.g. ``'testing'``).
+        name (str): The step, in the line when its result is there (e.g. ``'testing'``).
+        make (callable): Runs the step, which writes ``path``.
+
+    Returns:
+        dict: The result.
+    """
+    if osp.isfile(path):
+        print_log(f'{step}: {name} done already ({path})', logger='current')
+    else:
+        print_log(f'{step}: {action}', logger='current')
+        make()
+    with open(path) as file:
+        return json.load(file)
+
+
 def test_run(config, checkpoint, folder, step):
     """Test a checkpoint, unless ``folder/metrics.json`` holds its metrics already.
 
@@ -241,18 +263,15 @@ def test_run(config, checkpoint, folder, step):
         dict: The test metrics.
     """
     path = osp.join(folder, 'metrics.json')
-    if osp.isfile(path):
-        print_log(f'{step}: testing done already ({path})', logger='current')
-        with open(path) as file:
-            return json.load(file)
     test_dir = osp.join(folder, 'test')
-    print_log(f'{step}: testing', logger='current')
-    run_command([sys.executable, TEST, config, checkpoint, '--work-dir', test_dir],
-                osp.join(folder, 'test.log'))
-    metrics = latest_test_metrics(test_dir)
-    with open(path, 'w') as file:
-        json.dump(metrics, file, indent=2)
-    return metrics
+
+    def test():
+        run_command([sys.executable, TEST, config, checkpoint, '--work-dir', test_dir],
+                    osp.join(folder, 'test.log'))
+        with open(path, 'w') as file:
+            json.dump(latest_test_metrics(test_dir), file, indent=2)
+
+    return saved_or_made(path, step, 'testing', 'testing', test)
 
 
 def attack_run(config, checkpoint, folder, label, attack_args, step):
@@ -270,14 +289,10 @@ def attack_run(config, checkpoint, folder, label, attack_args, step):
         dict: The attack summary.
     """
     path = osp.join(folder, 'one_pixel.json')
-    if osp.isfile(path):
-        print_log(f'{step}: attack done already ({path})', logger='current')
-    else:
-        print_log(f'{step}: attacking', logger='current')
-        run_command([sys.executable, ATTACK, config, checkpoint, '--label', label, '--out',
-                     path, *attack_args], osp.join(folder, 'attack.log'))
-    with open(path) as file:
-        return json.load(file)
+    command = [sys.executable, ATTACK, config, checkpoint, '--label', label, '--out', path,
+               *attack_args]
+    return saved_or_made(path, step, 'attacking', 'attack',
+                         lambda: run_command(command, osp.join(folder, 'attack.log')))
 
 
 def study_run(args, label, seed):
