@@ -2,11 +2,11 @@
 
 Configs load it with ``custom_imports=dict(imports=['mmslak'])``.
 """
-from .utils import allow_runner_checkpoints
-from .version import __version__
+from .stack import check_stack
 
-allow_runner_checkpoints()
+check_stack()  # before anything that an unsupported torch or OpenMMLab install could break
 
 from . import engine, models  # noqa: E402,F401  (registers the modules)
+from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

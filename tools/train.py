@@ -3,6 +3,14 @@ import argparse
 import logging
 import os
 import os.path as osp
+import sys
+
+try:
+    import mmslak  # noqa: F401  (first: it checks the installed torch and OpenMMLab packages)
+except ImportError as error:
+    if type(error).__name__ != 'UnsupportedStackError':
+        raise
+    sys.exit(str(error))  # the message names each problem and its fix; no traceback
 
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint

@@ -9,6 +9,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 
 from mmslak.engine.runner import CheckedRunner
+from mmslak.stack import check_task
 from .cpu_distributed import init_cpu_process_group
 
 # default_scope of a config -> the task it runs and how its visualisation hook saves pictures.
@@ -50,6 +51,7 @@ def load_config(args):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     task_of(cfg)
+    check_task(cfg.default_scope)  # after task_of: a config of neither task is named as such
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
