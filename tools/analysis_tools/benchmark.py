@@ -68,6 +68,7 @@ from mmslak.analysis.op_profile import CATEGORIES, op_breakdown
 from mmslak.models.backbones import SLaK
 from mmslak.models.layers.depthwise_kernel import kernel_isa
 from mmslak.registry import MODELS
+from mmslak.utils.torch_compat import grad_scaler
 
 
 class Precision(NamedTuple):
@@ -258,7 +259,7 @@ class Workload:
             return infer
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range
-        scaler = torch.amp.GradScaler(device_type) if dtype == torch.float16 else None
+        scaler = grad_scaler(device_type) if dtype == torch.float16 else None
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ from mmslak.models.layers import LargeKernelConv, LayerNorm2d, SLaKBlock
 from mmslak.models.utils import (add_weight_masks, apply_weight_masks, density_by_prefix,
                                  fill_missing_masks)
 from mmslak.registry import MODELS
+from mmslak.utils.torch_compat import register_load_state_dict_pre_hook
 from .slak_checkpoint import load_slak_checkpoint
 
 MIN_INPUT_SIZE = 32
@@ -190,7 +191,7 @@ class SLaK(BaseModule):
 
         if sparse:
             add_weight_masks(self)
-            self.register_load_state_dict_pre_hook(_fill_missing_masks)
+            register_load_state_dict_pre_hook(self, _fill_missing_masks)
         self._freeze_stages()
 
     @classmethod

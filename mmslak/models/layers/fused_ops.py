@@ -13,6 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from mmslak.utils.torch_compat import cpu_autocast_enabled
 from .depthwise_kernel import PackedKernels, available, cpu_vendor, depthwise_conv_sum, kernel_lanes
 
 _ONEDNN = torch.backends.mkldnn.is_available() and all(
@@ -47,7 +48,7 @@ def can_fuse(x, module):
     """
     if not _onednn_applies(x):
         return False
-    if not _dtype_supported(x.dtype) or torch.is_autocast_enabled('cpu'):
+    if not _dtype_supported(x.dtype) or cpu_autocast_enabled():
         return False
     if not torch.is_grad_enabled():
         return True
@@ -145,7 +146,7 @@ def linear(x, weight, bias=None):
     Returns:
         Tensor: The output of shape ``(..., out_features)``.
     """
-    if not _onednn_applies(x) or x.dtype != torch.float32 or torch.is_autocast_enabled('cpu'):
+    if not _onednn_applies(x) or x.dtype != torch.float32 or cpu_autocast_enabled():
         return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)
 

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmslak.utils.torch_compat import cpu_autocast_enabled
 from .depthwise_kernel import depthwise_convs
 from .fused_ops import FusedDepthwiseKernels, can_fuse, fused_depthwise_sum
 from .inference_cache import InferenceCacheMixin, cached
@@ -128,7 +129,7 @@ class LargeKernelConv(InferenceCacheMixin, nn.Module):
             return fused_depthwise_sum(x, fused)
         branches = self._branches()
         convs = None
-        if self.fast_path and not self.deploy and not torch.is_autocast_enabled('cpu'):
+        if self.fast_path and not self.deploy and not cpu_autocast_enabled():
             convs = depthwise_convs(x, [branch.conv.weight for branch in branches])
         if convs is None:
             return sum(branch(x) for branch in branches)
