@@ -1,8 +1,11 @@
-"""Packaging: ranges in pyproject.toml, exact pins in requirements/sandbox.txt, .mim files."""
+"""Packaging: ranges in pyproject.toml, exact pins in requirements/<stack>.txt, .mim files."""
 import importlib.util
+import json
+import os
 import os.path as osp
 import re
-import tomllib
+import subprocess
+import sys
 from importlib.metadata import version
 
 import pytest
@@ -11,9 +14,19 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import mmslak
+from mmslak.stack import SUPPORTED, installed_distributions
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STACK = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation')
+STACKS = ('lock', 'legacy', 'forks')
+# The stack this suite runs in (the Makefile's test-<stack> targets set it).
+STACK = os.environ.get('MMSLAK_STACK', 'lock')
+UPSTREAM = ('mmengine', 'mmcv', 'mmdet', 'mmsegmentation')
+FORKS = ('onedl-mmengine', 'onedl-mmcv', 'onedl-mmdetection', 'onedl-mmsegmentation')
 
 
 def _pyproject():
@@ -30,18 +43,36 @@ def _requirements():
             if canonicalize_name(req.name) != 'mmslak'}
 
 
-def test_task_packages_are_extras():
+def test_install_requires_nothing_that_replaces_a_stack():
     project = _pyproject()['project']
     required = {canonicalize_name(Requirement(line).name) for line in project['dependencies']}
-    assert required == {'torch', 'mmengine', 'mmcv', 'numpy'}
+    assert required == {'torch', 'numpy', 'packaging'}
     extras = project['optional-dependencies']
-    assert [Requirement(line).name for line in extras['det']] == ['mmdet', 'pycocotools', 'scipy']
-    assert [Requirement(line).name for line in extras['seg']] == ['mmsegmentation', 'scipy']
+    assert [Requirement(line).name for line in extras['openmmlab']] == list(UPSTREAM)
+    assert [Requirement(line).name for line in extras['onedl']] == list(FORKS)
+    assert [Requirement(line).name for line in extras['det']] == ['pycocotools', 'scipy']
+    assert [Requirement(line).name for line in extras['seg']] == ['scipy']
 
 
-def _pins():
+def test_mim_requirements_are_the_upstream_ranges():
+    requirements = _requirements()
+    with open(osp.join(ROOT, 'requirements', 'mminstall.txt')) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith('#')]
+    assert [Requirement(line).name for line in lines] == ['mmcv', 'mmengine']
+    for req in map(Requirement, lines):
+        assert req.specifier == requirements[req.name].specifier, req
+
+
+def test_the_import_check_has_the_ranges_of_the_extras():
+    requirements = _requirements()
+    for distributions in SUPPORTED.values():
+        for distribution, (low, high) in distributions.items():
+            assert str(requirements[distribution].specifier) == f'<{high},>={low}', distribution
+
+
+def _pins(stack=STACK):
     pins = {}
-    with open(osp.join(ROOT, 'requirements', 'sandbox.txt')) as f:
+    with open(osp.join(ROOT, 'requirements', f'{stack}.txt')) as f:
         for line in f:
             line = line.split('#')[0].strip()
             if line:
@@ -53,17 +84,21 @@ def _pins():
 
 def test_stack_has_ranges_not_pins():
     requirements = _requirements()
-    for name in STACK:
+    for name in ('torch',) + UPSTREAM + FORKS:
         specifiers = {spec.operator for spec in requirements[name].specifier}
         assert '>=' in specifiers and '==' not in specifiers, requirements[name]
 
 
 @pytest.mark.parametrize('name,admitted,refused', [
-    ('torch', ['2.6.0', '2.10.1', '2.13.0'], ['2.5.1']),
+    ('torch', ['2.1.2', '2.6.0', '2.13.0', '2.14.1'], ['2.0.1']),
     ('mmengine', ['0.7.1', '0.10.7'], ['0.7.0', '1.0.0']),
     ('mmcv', ['2.0.0', '2.1.0'], ['1.7.2', '2.2.0']),
     ('mmdet', ['3.0.0', '3.3.0'], ['2.28.2', '4.0.0']),
     ('mmsegmentation', ['1.0.0', '1.2.2'], ['0.30.0', '2.0.0']),
+    ('onedl-mmengine', ['0.10.12'], ['0.10.10', '1.0.0']),
+    ('onedl-mmcv', ['2.3.6'], ['2.3.5', '2.4.0']),
+    ('onedl-mmdetection', ['3.5.1'], ['3.5.0', '4.0.0']),
+    ('onedl-mmsegmentation', ['1.4.2'], ['1.4.1', '2.0.0']),
 ])
 def test_supported_ranges(name, admitted, refused):
     specifier = _requirements()[name].specifier
@@ -75,19 +110,44 @@ def test_every_floor_has_its_reason():
     """Each dependency line of the stack follows a comment saying why."""
     block = open(osp.join(ROOT, 'pyproject.toml')).read().splitlines()
     for i, line in enumerate(block):
-        if re.match(r'\s*"(torch|mmengine|mmcv|mmdet|mmsegmentation)[><=]', line):
+        if re.match(r'\s*"(torch|(onedl-)?(mmengine|mmcv|mmdetection|mmdet|mmsegmentation))[><=]',
+                    line):
             assert block[i - 1].strip().startswith('#'), line
 
 
-def test_sandbox_pins_satisfy_the_ranges_and_are_installed():
-    pins = _pins()
+@pytest.mark.parametrize('stack', STACKS)
+def test_every_lock_file_satisfies_the_ranges(stack):
+    pins = _pins(stack)
+    family = FORKS if stack == 'forks' else UPSTREAM
+    assert {'torch', 'numpy', 'setuptools', *family} <= set(pins), stack
     requirements = _requirements()
-    assert {'torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'numpy'} <= set(pins)
     for name, req in requirements.items():
-        if name in pins:
-            assert req.specifier.contains(pins[name]), (req, pins[name])
-    for name in STACK:  # this environment is the pinned one (make setup checks all of them)
+        if name in pins and not req.marker:
+            assert req.specifier.contains(pins[name]), (stack, req, pins[name])
+
+
+def test_this_environment_is_its_lock_file():
+    pins = _pins()
+    family = FORKS if STACK == 'forks' else UPSTREAM
+    for name in ('torch', 'numpy', 'setuptools') + family:
         assert Version(version(name)).base_version == pins[name], name
+
+
+def _dry_run(requirement):
+    """What ``pip install --dry-run requirement`` would install here, offline."""
+    run = subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '--dry-run', '--no-index', '--no-build-isolation',
+         '--quiet', '--report', '-', requirement], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PIP_CONSTRAINT='', PIP_FIND_LINKS=''))
+    assert run.returncode == 0, run.stderr
+    return sorted(item['metadata']['name'] for item in json.loads(run.stdout)['install'])
+
+
+def test_installing_mmslak_installs_mmslak_alone():
+    """In an existing stack pip replaces nothing: torch, numpy, the OpenMMLab packages stay."""
+    family = 'onedl' if installed_distributions('mmengine') == ['onedl-mmengine'] else 'openmmlab'
+    assert _dry_run(ROOT) == ['mmslak']
+    assert _dry_run(f'{ROOT}[{family},det,seg]') == ['mmslak']
 
 
 def test_version_is_the_package_metadata():
@@ -98,7 +158,8 @@ def test_version_is_the_package_metadata():
 
 def test_setup_env_uses_the_constraints_and_stamps_the_packaging_files():
     script = open(osp.join(ROOT, 'tools', 'setup_env.sh')).read()
-    assert 'requirements/sandbox.txt' in script and '-c "$CONSTRAINTS"' in script
+    assert 'CONSTRAINTS=$ROOT/requirements/$STACK.txt' in script
+    assert '-c "$CONSTRAINTS"' in script
     fingerprint = script.split('fingerprint() {', 1)[1].split('}', 1)[0]
     for name in ('setup.cfg', 'setup.py', 'pyproject.toml', '$CONSTRAINTS'):
         assert name in fingerprint
