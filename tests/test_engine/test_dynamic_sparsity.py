@@ -10,12 +10,13 @@ import torch
 import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
-from mmengine.runner import Runner
 
 from mmslak.engine import DynamicSparsityHook
+from mmslak.engine.runner import CheckedRunner
 from mmslak.models.utils import erk_densities, prune_and_regrow, snip_masks
 from mmslak.registry import MODELS, OPTIM_WRAPPERS
 from tests.distributed import free_port, run_ranks
+from ..conftest import needs_cpu_grad_scaler
 from ..test_models.test_slak_sparse import BackboneRegressor
 
 TINY = dict(type='mmslak.SLaK', arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]),
@@ -45,11 +46,15 @@ class Recorder(Hook):
 
 
 def make_runner(work_dir, hook=HOOK, max_iters=6, optim_wrapper=None, resume=None, **kwargs):
-    """A runner training the tiny sparse SLaK with the hook and a Recorder (``runner.rec``)."""
+    """A runner training the tiny sparse SLaK with the hook and a Recorder (``runner.rec``).
+
+    mmslak's runner: it resumes through mmslak's safe loader (mmengine's own load is torch's
+    ``weights_only=True`` on torch >= 2.6, which refuses a Runner checkpoint).
+    """
     data = [dict(inputs=torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i)))
             for i in range(8)]
     recorder = Recorder()
-    runner = Runner(
+    runner = CheckedRunner(
         model=BackboneRegressor(TINY),
         work_dir=str(work_dir),
         train_dataloader=dict(dataset=data, batch_size=2,
@@ -256,6 +261,7 @@ class InfAtSecondStepOptimWrapper(OptimWrapper):
         self.scaler.update()
 
 
+@needs_cpu_grad_scaler
 def test_steps_skipped_by_the_loss_scaler_do_not_count(tmp_path):
     runner = make_runner(tmp_path, hook=dict(HOOK, update_interval=1), max_iters=4,
                          optim_wrapper=dict(type='mmslak.InfAtSecondStepOptimWrapper',

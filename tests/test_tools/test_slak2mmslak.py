@@ -1,5 +1,4 @@
 """tools/model_converters/slak2mmslak.py: official checkpoints to clean mmslak checkpoints."""
-import argparse
 import re
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import pytest
 import torch
 
 from mmslak.registry import MODELS
+from mmslak.utils import safe_load
 from ..conftest import OFFICIAL_CKPT
 from .conftest import ROOT, load_tool
 
@@ -20,8 +20,8 @@ def converter():
 
 
 def official_state_dict():
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(OFFICIAL_CKPT, weights_only=True)['model']
+    # safe_load allows the file's argparse.Namespace on every torch (safe_globals needs >= 2.5)
+    return safe_load(OFFICIAL_CKPT)['model']
 
 
 def outputs_of(checkpoint, fixture_arch, reference, prefix=''):

@@ -16,7 +16,7 @@ TINY = dict(arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]), kernel_size=[1
 
 
 class RunsCode:
-    """A pickle that would call ``os.system`` when loaded without ``weights_only``."""
+    """A pickle that would call ``os.system`` when loaded by an unrestricted unpickler."""
 
     def __reduce__(self):
         return os.system, ('echo unsafe',)
@@ -42,7 +42,7 @@ BAD_FILES = {
     'empty': 'is empty \\(0 bytes\\)',
     'truncated': 'truncated or corrupt PyTorch zip archive',
     'text': "is not a PyTorch checkpoint: it starts with b\"_base_",
-    'unsafe': 'refused by torch.load\\(weights_only=True\\): it pickles posix.system',
+    'unsafe': "refused by mmslak's safe loader: it pickles posix.system",
     'no_tensors': 'holds no tensors',
 }
 

@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 
-import torch
 from mmengine.runner import find_latest_checkpoint
 from rich.console import Console
 from rich.table import Table
+
+from mmslak.utils import safe_load
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DENSE = 'configs/demo/slak-nano_upernet_1xb8-200iter_tiny-ade20k-128x128.py'
@@ -57,7 +58,7 @@ def last_validation(work_dir):
 def backbone_density(work_dir):
     """Fraction of the backbone's masked weights kept in the last checkpoint (1 when dense)."""
     checkpoint = find_latest_checkpoint(work_dir)
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
+    state = safe_load(checkpoint)['state_dict']
     masks = [value for key, value in state.items()
              if key.startswith('backbone.') and key.endswith('weight_mask')]
     if not masks:
