@@ -5,6 +5,22 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
+# torch.amp.GradScaler, the loss scaler of float16 training on the CPU, is in torch >= 2.3.
+needs_cpu_grad_scaler = pytest.mark.skipif(
+    not hasattr(torch.amp, 'GradScaler'),
+    reason=f'torch {torch.__version__} has no CPU loss scaler (torch.amp.GradScaler, 2.3)')
+
+
+def _cpu_half_matmul():
+    try:
+        torch.addmm(*torch.ones(3, 2, 2, dtype=torch.float16))
+    except RuntimeError:  # "addmm_impl_cpu_" not implemented for 'Half' (torch 2.1)
+        return False
+    return True
+
+
+needs_cpu_half_matmul = pytest.mark.skipif(
+    not _cpu_half_matmul(), reason=f'torch {torch.__version__} has no float16 matmul on the CPU')
 DATA = osp.join(osp.dirname(__file__), 'data')
 OFFICIAL_CKPT = osp.join(DATA, 'slak_official_in1k_format.pth')
 OFFICIAL_REF = osp.join(DATA, 'slak_official_in1k_format_ref.pt')

@@ -3,6 +3,8 @@ import warnings
 
 import torch
 
+from mmslak.utils.torch_compat import torchscript_onnx_export
+
 # 17: the first opset with LayerNormalization, which SLaK runs once per block.
 OPSET = 17
 
@@ -44,7 +46,7 @@ def export_onnx(module, inputs, filename, dynamic=False, opset=OPSET):
         # The shape checks of SLaK and the heads become trace-time constants: expected.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export.*')
-        torch.onnx.export(module, (inputs, ), filename, input_names=['input'],
-                          output_names=names, dynamic_axes=dynamic_axes, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
+        torchscript_onnx_export(module, (inputs, ), filename, input_names=['input'],
+                                output_names=names, dynamic_axes=dynamic_axes,
+                                opset_version=opset, do_constant_folding=True)
     return names

@@ -3,6 +3,7 @@ import pytest
 import torch
 from mmengine.optim import AmpOptimWrapper
 
+from mmslak.utils.torch_compat import autocast_supports, grad_scaler
 from .conftest import build_fixture_model, needs_cuda
 
 DTYPES = [torch.float16, torch.bfloat16]
@@ -26,11 +27,13 @@ def moved(model, before):
 
 @pytest.mark.parametrize('dtype', DTYPES, ids=DTYPE_IDS)
 def test_autocast_training_step(device, dtype, fixture_arch):
+    if not autocast_supports(device.type, dtype):
+        pytest.skip(f'torch {torch.__version__} has no {dtype} autocast on the {device.type}')
     model = build_fixture_model(fixture_arch, device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     # As AmpOptimWrapper: float16 losses are scaled; a step whose gradients overflow is skipped
     # and the scale lowered, so allow a few steps for one to go through.
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device.type) if dtype == torch.float16 else None
     before = snapshot(model)
     x = torch.randn(2, 3, 64, 64, device=device)
     for _ in range(4):
@@ -38,12 +41,18 @@ def test_autocast_training_step(device, dtype, fixture_arch):
         with torch.autocast(device.type, dtype):
             loss = feature_loss(model, x)
         assert torch.isfinite(loss)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
         grads = [param.grad for param in model.parameters()]
         finite = all(grad is not None and torch.isfinite(grad).all() for grad in grads)
-        scaler.step(optimizer)
-        scaler.update()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
         if finite:
             break
     assert finite, 'every step overflowed'

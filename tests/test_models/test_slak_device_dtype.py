@@ -11,6 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import mmslak  # noqa: F401
 from mmslak.models.layers import fused_ops
 from mmslak.registry import MODELS
+from mmslak.utils.torch_compat import TORCH_VERSION
 
 TINY = dict(type='mmslak.SLaK', arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]),
             kernel_size=[13, 11, 9, 7, 3], layer_scale_init_value=0.5)
@@ -64,7 +65,7 @@ def test_backbone_reads_nothing_back_on_meta_tensors(fast_path):
     switch must build its convolutions there too (on the CPU it used to)."""
     model = build(fast_path=fast_path, drop_path_rate=0.1).to('meta')
     x = torch.empty(2, 3, 64, 64, device='meta')
-    with pytest.raises(RuntimeError, match='meta'):
+    with pytest.raises(RuntimeError, match='(?i)meta'):
         bool(x.sum() > 0)  # what the model must never do
     sum(out.sum() for out in model.train()(x)).backward()
     assert model.stages[0][0].large_kernel.vertical.conv.weight.grad.device.type == 'meta'
@@ -103,6 +104,9 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+@pytest.mark.skipif(TORCH_VERSION.release[:2] == (2, 1),
+                    reason='on torch 2.1 a torch.compile(aot_eager) run changes later training in '
+                    'the same process (seen: the zero pattern of test_slak_sparse fine-tuning)')
 def test_compiled_plain_path_has_no_graph_break(fresh_dynamo):
     """``fullgraph=True`` raises at the first graph break of the plain path, the one CUDA takes.
     The ``aot_eager`` backend traces forward and backward through AOTAutograd as inductor does,
@@ -123,6 +127,9 @@ def test_compiled_plain_path_has_no_graph_break(fresh_dynamo):
         assert_outputs_close(compiled(x), model(x), atol=1e-5)
 
 
+@pytest.mark.skipif(TORCH_VERSION.release[:2] == (2, 1),
+                    reason="torch 2.1's dynamo fails on BatchNorm of meta tensors ('Creating a new "
+                    "Tensor subclass FakeTensor but the raw Tensor object is already associated')")
 def test_default_fast_path_off_the_cpu_has_no_graph_break(fresh_dynamo):
     """With ``fast_path=True`` (the default) an input off the CPU takes the plain modules after
     the checks that pick the route; dynamo traces meta tensors, like CUDA ones, as fake tensors

@@ -11,6 +11,8 @@ import torch
 from mmslak.analysis.op_profile import LABEL, event_category
 from mmslak.models.backbones import SLaK
 from mmslak.models.layers.depthwise_kernel import kernel_isa
+from mmslak.utils.torch_compat import autocast_supports
+from ..conftest import needs_cpu_grad_scaler, needs_cpu_half_matmul
 
 TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools')
 TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16])
@@ -58,8 +60,9 @@ def test_plan_skips_precisions_without_native_kernels(benchmark, monkeypatch, ca
     assert benchmark.unsupported_reason(cuda, 'fp16') is None
     assert benchmark.unsupported_reason(CPU, 'fp32') is None
     fp16 = benchmark.unsupported_reason(CPU, 'amp-fp16')
-    assert (fp16 is None) == torch.ops.mkldnn._is_mkldnn_fp16_supported()
-    assert fp16 is None or 'AVX512-FP16' in fp16
+    assert (fp16 is None) == (benchmark.onednn_native(torch.float16) and
+                              autocast_supports('cpu', torch.float16))
+    assert fp16 is None or 'AVX512-FP16' in fp16 or 'autocast on the CPU' in fp16
     args = benchmark.parse_args(['--dtype', 'fp32', 'bf16', '--memory-format', 'channels_last'])
     rows = benchmark.plan_rows(args, cuda)
     assert {row.dtype for row in rows} == {'fp32'}
@@ -91,6 +94,7 @@ def test_cuda_refused_without_a_device(benchmark, capsys):
     assert 'CUDA is not available' in capsys.readouterr().err
 
 
+@needs_cpu_half_matmul
 def test_inference_rows_in_each_precision_and_layout(benchmark, all_supported, tmp_path):
     report = run(benchmark, tmp_path, '--dtype', 'fp32', 'fp16', 'amp-bf16', '--memory-format',
                  'nchw', 'channels_last')
@@ -103,6 +107,7 @@ def test_inference_rows_in_each_precision_and_layout(benchmark, all_supported, t
             rows['plain', 'train', dtype, 'nchw']['median_ms'] / row['median_ms'])
 
 
+@needs_cpu_grad_scaler
 def test_amp_training_steps_scale_fp16_losses(benchmark, all_supported, tmp_path, monkeypatch):
     steps = []
 

@@ -68,7 +68,8 @@ from mmslak.analysis.op_profile import CATEGORIES, op_breakdown
 from mmslak.models.backbones import SLaK
 from mmslak.models.layers.depthwise_kernel import kernel_isa
 from mmslak.registry import MODELS
-from mmslak.utils.torch_compat import grad_scaler
+from mmslak.utils.torch_compat import autocast as autocast_context
+from mmslak.utils.torch_compat import autocast_supports, grad_scaler
 
 
 class Precision(NamedTuple):
@@ -253,7 +254,7 @@ class Workload:
 
             @torch.no_grad()
             def infer():
-                with torch.autocast(device_type, dtype, enabled=autocast):
+                with autocast_context(device_type, dtype, autocast):
                     self.forward(model, x, samples)
 
             return infer
@@ -263,7 +264,7 @@ class Workload:
 
         def train_step():
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type, dtype, enabled=autocast):
+            with autocast_context(device_type, dtype, autocast):
                 loss = self.loss(model, x, samples)
             if scaler is None:
                 loss.backward()
@@ -386,8 +387,9 @@ def onednn_native(dtype):
         return False
     if dtype == torch.bfloat16:
         return torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if dtype == torch.float16:
-        return torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    if dtype == torch.float16:  # the query is missing from torch < 2.2, whose oneDNN has none
+        return hasattr(torch.ops.mkldnn, '_is_mkldnn_fp16_supported') and \
+            torch.ops.mkldnn._is_mkldnn_fp16_supported()
     return True
 
 
@@ -415,6 +417,8 @@ def unsupported_reason(device, precision):
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             return 'this GPU has no bfloat16 support'
         return None
+    if PRECISIONS[precision].autocast and not autocast_supports('cpu', dtype):
+        return f'torch {torch.__version__} has no {precision[4:]} autocast on the CPU'
     if onednn_native(dtype):
         return None
     if dtype == torch.bfloat16:
