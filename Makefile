@@ -1,16 +1,34 @@
-# The two commands: `make demo` (the main job) and `make test` (the whole suite).
+# The two commands: `make demo` (the main job) and `make test` (the whole suite), on the lock stack.
 # Both first run `make setup`, which builds .venv with the pinned stack (idempotent).
-VENV ?= .venv
-PY := $(VENV)/bin/python
-export VENV
+# The other supported stacks: `make test-legacy`, `make test-forks` (each its own venv);
+# `make test-stacks` runs the suite on all three and the cross-stack checkpoint check (CI).
+STACKS := lock legacy forks
+VENV_lock := .venv
+VENV_legacy := .venv-legacy
+VENV_forks := .venv-forks
+PY := $(VENV_lock)/bin/python
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint clean test-stacks cross-stack $(addprefix setup-,$(STACKS)) \
+	$(addprefix test-,$(STACKS))
 
-setup:
-	@bash tools/setup_env.sh
+setup: setup-lock
+test: test-lock
 
-test: setup
-	$(PY) -m pytest tests
+# setup-<stack> and test-<stack> for each stack (phony targets take no pattern rules).
+define stack_targets
+setup-$(1):
+	@MMSLAK_VENV=$(VENV_$(1)) bash tools/setup_env.sh $(1)
+
+test-$(1): setup-$(1)
+	MMSLAK_STACK=$(1) $(VENV_$(1))/bin/python -m pytest tests
+endef
+$(foreach stack,$(STACKS),$(eval $(call stack_targets,$(stack))))
+
+cross-stack: setup-legacy setup-forks
+	python3 tools/ci/cross_stack_check.py legacy=$(VENV_legacy)/bin/python \
+		forks=$(VENV_forks)/bin/python
+
+test-stacks: test-lock test-legacy test-forks cross-stack
 
 demo: setup
 	$(PY) demo/run_demo.py
@@ -20,4 +38,4 @@ lint: setup
 	$(PY) -m isort --check-only --diff mmslak tools demo tests configs
 
 clean:
-	rm -rf $(VENV) work_dirs outputs
+	rm -rf $(foreach stack,$(STACKS),$(VENV_$(stack))) work_dirs outputs
