@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import InfiniteSampler
 
 from mmslak.analysis import build_downstream_model
 from mmslak.datasets import make_tiny_datasets
@@ -37,6 +38,11 @@ def run_tool(tool, *args, cwd, check=True):
     return result
 
 
+@pytest.mark.xfail(
+    hasattr(InfiniteSampler, 'skip'), strict=True,
+    reason='onedl-mmengine resumes by skipping samples in the sampler (InfiniteSampler.skip), so '
+    "the data workers never draw the skipped batches' augmentations and the resumed run augments "
+    'later batches differently; mmslak.RandomStateHook restores the main process only')
 def test_resume_is_bit_identical_to_the_uninterrupted_run(tiny_root):
     straight, resumed = tiny_root / 'straight', tiny_root / 'resumed'
     # an empty work dir has nothing to resume: said, then trained from the start

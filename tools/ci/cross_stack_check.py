@@ -14,6 +14,7 @@ import argparse
 import glob
 import itertools
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -99,7 +100,9 @@ def main(argv=None):
     stacks = [tuple(item.split('=', 1)) for item in args.stacks]
     if len(stacks) < 2 or any(len(item) != 2 for item in stacks):
         sys.exit('give at least two stacks as NAME=PYTHON')
-    root = args.work_dir or tempfile.mkdtemp(prefix='cross_stack_')
+    stacks = [(name, osp.abspath(python)) for name, python in stacks]  # the tools run elsewhere
+    root = osp.abspath(args.work_dir or tempfile.mkdtemp(prefix='cross_stack_'))
+    os.makedirs(root, exist_ok=True)
     start = time.time()
     run(stacks[0][1], osp.join(ROOT, 'tools/dataset_converters/make_tiny_datasets.py'),
         osp.join(root, 'data', 'tiny'), '--which', 'ade20k', '--num-train', '8', '--num-val', '4',
