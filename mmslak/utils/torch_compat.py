@@ -5,6 +5,7 @@ otherwise, so the rest of mmslak is written once for every supported torch (2.1 
 version checks run once, at import: the functions stay traceable by ``torch.compile``.
 """
 import contextlib
+import functools
 import inspect
 
 import torch
@@ -104,3 +105,44 @@ def torchscript_onnx_export(*args, **kwargs):
     if _ONNX_EXPORT_HAS_DYNAMO:
         kwargs['dynamo'] = False
     return torch.onnx.export(*args, **kwargs)
+
+
+def add_step_hooks(optimizer, before=None, after=None):
+    """Call ``before`` and ``after`` around each ``optimizer.step()`` of this optimizer.
+
+    torch's ``register_step_pre_hook``/``register_step_post_hook`` stop firing on torch 2.1 once
+    ``torch.compile`` has run anywhere in the process (dynamo re-wraps the optimizer classes'
+    ``step``); a wrapper on the instance is unaffected, on every torch.
+
+    Args:
+        optimizer (torch.optim.Optimizer): The optimizer.
+        before (Callable, optional): ``before(optimizer, args, kwargs)``, with the arguments of
+            ``step``, before it runs. Defaults to None.
+        after (Callable, optional): ``after(optimizer, args, kwargs)`` after it ran. Defaults to
+            None.
+
+    Returns:
+        Callable[[], None]: Removes the hooks.
+    """
+    previous = optimizer.__dict__.get('step')
+    step = optimizer.step
+
+    @functools.wraps(step)
+    def hooked_step(*args, **kwargs):
+        if before is not None:
+            before(optimizer, args, kwargs)
+        result = step(*args, **kwargs)
+        if after is not None:
+            after(optimizer, args, kwargs)
+        return result
+
+    optimizer.step = hooked_step
+
+    def remove():
+        if optimizer.__dict__.get('step') is hooked_step:
+            if previous is None:
+                del optimizer.step
+            else:
+                optimizer.step = previous
+
+    return remove

@@ -4,6 +4,7 @@ import copy
 import math
 import os
 import re
+import uuid
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from mmslak.engine import DynamicSparsityHook
 from mmslak.engine.runner import CheckedRunner
 from mmslak.models.utils import erk_densities, prune_and_regrow, snip_masks
 from mmslak.registry import MODELS, OPTIM_WRAPPERS
+from mmslak.utils.torch_compat import add_step_hooks
 from tests.distributed import free_port, run_ranks
 from ..conftest import needs_cpu_grad_scaler
 from ..test_models.test_slak_sparse import BackboneRegressor
@@ -57,6 +59,9 @@ def make_runner(work_dir, hook=HOOK, max_iters=6, optim_wrapper=None, resume=Non
     runner = CheckedRunner(
         model=BackboneRegressor(TINY),
         work_dir=str(work_dir),
+        # a name of its own: runners built within the same second would share one logger (and
+        # the first one's log file)
+        experiment_name=f'sparsity-{uuid.uuid4().hex}',
         train_dataloader=dict(dataset=data, batch_size=2,
                               sampler=dict(type='DefaultSampler', seed=0),
                               collate_fn=dict(type='default_collate')),
@@ -286,7 +291,7 @@ class StepGradients(Hook):
         self.grads = []
 
     def before_train(self, runner):
-        runner.optim_wrapper.optimizer.register_step_pre_hook(self._record)
+        add_step_hooks(runner.optim_wrapper.optimizer, before=self._record)
         self.backbone = runner.model.backbone
 
     def _record(self, optimizer, args, kwargs):

@@ -104,9 +104,6 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(TORCH_VERSION.release[:2] == (2, 1),
-                    reason='on torch 2.1 a torch.compile(aot_eager) run changes later training in '
-                    'the same process (seen: the zero pattern of test_slak_sparse fine-tuning)')
 def test_compiled_plain_path_has_no_graph_break(fresh_dynamo):
     """``fullgraph=True`` raises at the first graph break of the plain path, the one CUDA takes.
     The ``aot_eager`` backend traces forward and backward through AOTAutograd as inductor does,

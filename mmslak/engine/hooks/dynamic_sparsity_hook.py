@@ -14,6 +14,7 @@ from mmengine.optim import OptimWrapper
 from mmslak.models.utils import (erk_densities, iter_masked_weights, prune_and_regrow, random_mask,
                                  reset_optimizer_state, snip_masks)
 from mmslak.registry import HOOKS
+from mmslak.utils.torch_compat import add_step_hooks
 
 DISTRIBUTIONS = ('ERK', 'uniform', 'from_weights', 'snip')
 GROWTHS = ('random', 'gradient')
@@ -148,13 +149,12 @@ class DynamicSparsityHook(Hook):
         self._snip_pending = self.distribution == 'snip' and self.steps == 0
         if not self._snip_pending:
             self._masks_ready()
-        self._handles = [self._optimizer.register_step_pre_hook(self._before_step),
-                         self._optimizer.register_step_post_hook(self._after_step)]
+        self._handles = [add_step_hooks(self._optimizer, self._before_step, self._after_step)]
         self._own_seconds, self._train_start = 0., time.perf_counter()
 
     def after_train(self, runner):
-        for handle in self._handles:
-            handle.remove()
+        for remove in self._handles:
+            remove()
         self._handles = []
         # the hook's cost, measured in every run (SNIP scores, masking after each step, updates)
         elapsed = time.perf_counter() - self._train_start
