@@ -34,8 +34,8 @@ demo: setup
 	$(PY) demo/run_demo.py
 
 lint: setup
-	$(PY) -m flake8 mmslak tools demo tests configs
-	$(PY) -m isort --check-only --diff mmslak tools demo tests configs
+	$(PY) -m flake8 mmslak tools demo tests configs projects
+	$(PY) -m isort --check-only --diff mmslak tools demo tests configs projects
 
 clean:
 	rm -rf $(foreach stack,$(STACKS),$(VENV_$(stack))) work_dirs outputs

@@ -1,6 +1,5 @@
-"""End to end: the Gauss demo config trains through tools/train.py, and the one-pixel attack
-tool runs on its checkpoint."""
-import importlib.util
+"""End to end: the Gauss demo config trains through tools/train.py, and the project's one-pixel
+attack tool runs on its checkpoint."""
 import json
 import os.path as osp
 import subprocess
@@ -9,8 +8,8 @@ import sys
 import pytest
 
 from mmslak.datasets import make_tiny_datasets
+from .conftest import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 GAUSS_DEMO = osp.join(ROOT, 'configs', 'demo',
                       'slak-nano_upernet-gauss_1xb8-200iter_tiny-ade20k-128x128.py')
 SHORT = [
@@ -55,11 +54,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope='module')
 def attack():
     """The attack tool, imported as a module from its script."""
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'one_pixel_attack.py')
-    spec = importlib.util.spec_from_file_location('one_pixel_attack', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('attack')
 
 
 def test_gauss_head_trains_and_reports_miou(trained):

@@ -23,14 +23,15 @@ success against budget (evaluations per target), with the curves of ``--plot-wit
 
 Example::
 
-    python tools/analysis_tools/one_pixel_attack.py CONFIG CHECKPOINT --num-images 16 \\
+    python projects/centroid_tailoring/tools/attack.py CONFIG CHECKPOINT --num-images 16 \\
         --targets-per-image 4 --popsize 400 --maxiter 100 --seed 0 --label softmax \\
         --out work_dirs/one_pixel.json --plot work_dirs/one_pixel.png
-    python tools/analysis_tools/one_pixel_attack.py --plot both.png --plot-with a.json b.json
+    python projects/centroid_tailoring/tools/attack.py --plot both.png --plot-with a.json b.json
 """
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 
 import numpy as np
@@ -42,10 +43,15 @@ from mmengine.registry import DATASETS
 from mmengine.utils import ProgressBar
 
 from mmslak.analysis import build_downstream_model, load_downstream_config, load_whole_model
-from mmslak.analysis.one_pixel_search import (differential_evolution_search, random_search,
-                                              search_window)
-from mmslak.analysis.one_pixel_stats import plot_runs, wilson_interval
-from mmslak.analysis.one_pixel_targets import DetectionTargets, SegmentationTargets
+
+# The project folder, where the one_pixel package lives (it is no part of the mmslak package).
+PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if PROJECT not in sys.path:
+    sys.path.insert(0, PROJECT)
+from one_pixel.search import (differential_evolution_search, random_search,  # noqa: E402
+                              search_window)
+from one_pixel.stats import plot_runs, wilson_interval  # noqa: E402
+from one_pixel.targets import DetectionTargets, SegmentationTargets  # noqa: E402
 
 
 def parse_args(argv=None):

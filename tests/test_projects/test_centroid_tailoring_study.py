@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from one_pixel.stats import targets_for_power, wilson_interval
+from one_pixel.study import (compare, format_report, pick_metric, pool_label, pool_rows,
+                             power_statement, run_row)
 from scipy.stats import fisher_exact
 
-from mmslak.analysis.one_pixel_stats import targets_for_power, wilson_interval
-from mmslak.analysis.one_pixel_study import (compare, format_report, pick_metric, pool_label,
-                                             pool_rows, power_statement, run_row)
 from .conftest import load_tool
 
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -161,7 +161,7 @@ ATTACK_ARGS = '--num-images 2 --popsize 5 --seed 3'
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool('tools/analysis_tools/one_pixel_study.py')
+    return load_tool('study')
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ For each head (``--runs LABEL=CONFIG``, exactly two) and each ``--seeds`` seed, 
    training there);
 2. ``tools/test.py CONFIG CHECKPOINT --work-dir RUN/test``, its metrics saved as
    ``RUN/metrics.json``, skipped when that file exists;
-3. ``tools/analysis_tools/one_pixel_attack.py CONFIG CHECKPOINT --label LABEL --out
+3. ``projects/centroid_tailoring/tools/attack.py CONFIG CHECKPOINT --label LABEL --out
    RUN/one_pixel.json`` with ``--attack-args``, skipped when that file exists.
 
 An interrupted study therefore resumes where it stopped; when a run is trained, the test and
@@ -19,7 +19,7 @@ Each step logs to ``RUN/train.log``, ``test.log`` or ``attack.log``. Relative pa
 configs (data roots) resolve against the current folder, as with the tools themselves.
 
 The heads are pooled over seeds and compared (Fisher's exact test, rate ratio second / first,
-targets needed for 80% power to detect a 2x rate): see :mod:`mmslak.analysis.one_pixel_study`.
+targets needed for 80% power to detect a 2x rate): see :mod:`one_pixel.study`.
 Only two heads are compared, so that the p-value needs no correction for multiple comparisons;
 run one study per pair otherwise. Written to WORK_DIR: ``study.json`` (rows, pooled,
 comparison), ``study.md`` (the report, also printed) and ``one_pixel_study.png`` (success rate
@@ -27,7 +27,7 @@ against budget pooled by head).
 
 Example::
 
-    python tools/analysis_tools/one_pixel_study.py \\
+    python projects/centroid_tailoring/tools/study.py \\
         --runs softmax=configs/demo/slak-nano_upernet_1xb8-200iter_tiny-ade20k-128x128.py \\
         gauss=configs/demo/slak-nano_upernet-gauss_1xb8-200iter_tiny-ade20k-128x128.py \\
         --seeds 0 1 2 --work-dir work_dirs/study_ade20k \\
@@ -44,13 +44,17 @@ import sys
 
 from mmengine.logging import print_log
 
-from mmslak.analysis.one_pixel_stats import plot_runs
-from mmslak.analysis.one_pixel_study import compare, format_report, pick_metric, pool_rows, run_row
+# The project folder, where the one_pixel package lives (it is no part of the mmslak package).
+PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if PROJECT not in sys.path:
+    sys.path.insert(0, PROJECT)
+from one_pixel.stats import plot_runs  # noqa: E402
+from one_pixel.study import compare, format_report, pick_metric, pool_rows, run_row  # noqa: E402
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(PROJECT))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 TEST = osp.join(ROOT, 'tools', 'test.py')
-ATTACK = osp.join(ROOT, 'tools', 'analysis_tools', 'one_pixel_attack.py')
+ATTACK = osp.join(PROJECT, 'tools', 'attack.py')
 # The study sets these attack options itself, per run.
 RESERVED_ATTACK_ARGS = ('--label', '--out', '--plot', '--plot-with')
 # What the test and attack steps leave in a run folder, skipped on resume.

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from scipy.stats import fisher_exact
 
-from .one_pixel_stats import targets_for_power, wilson_interval
+from .stats import targets_for_power, wilson_interval
 
 # Tried in this order when no metric is named: mmseg, mmdet on VOC, mmdet on COCO.
 DEFAULT_METRICS = ('mIoU', 'pascal_voc/mAP', 'coco/bbox_mAP')
@@ -43,7 +43,7 @@ def run_row(summary: dict, metrics: dict, seed: int, metric: Optional[str] = Non
     """The row of one run: its accuracy and its attack's success.
 
     Args:
-        summary (dict): The attack summary of the run (``one_pixel_attack.py --out``).
+        summary (dict): The attack summary of the run (the project's ``tools/attack.py --out``).
         metrics (dict): The test metrics of the run.
         seed (int): The training seed of the run (the summary's ``seed`` is the attack's).
         metric (str, optional): The accuracy metric. Defaults to :func:`pick_metric`'s choice.

@@ -118,9 +118,9 @@ def pool_runs_by_label(summaries: Sequence[dict]) -> Tuple[dict, dict]:
     """Pool the per-target results of attack runs by label, for :func:`plot_success_curves`.
 
     Args:
-        summaries (Sequence[dict]): Attack summaries (the ``--out`` files of
-            ``tools/analysis_tools/one_pixel_attack.py``), each with ``label``, ``max_budget``
-            and ``targets`` (records with ``success`` and ``evaluations``).
+        summaries (Sequence[dict]): Attack summaries (the ``--out`` files of the project's
+            ``tools/attack.py``), each with ``label``, ``max_budget`` and ``targets`` (records
+            with ``success`` and ``evaluations``).
 
     Returns:
         tuple[dict[str, list[int | None]], dict[str, int]]: Per label, the evaluations to the

@@ -1,7 +1,7 @@
 """The one-pixel attack: differential evolution and random search, their targets and statistics.
 
 Stand-in models whose vulnerable pixel is known replace trained ones: the end-to-end run of the
-tool on a trained Gauss model is in tests/test_heads/test_gauss_training_and_attack.py.
+tool on a trained Gauss model is in test_centroid_tailoring_end_to_end.py.
 """
 import json
 from argparse import Namespace
@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 from mmengine.structures import InstanceData, PixelData
+from one_pixel.search import (differential_evolution_search, random_search, search_window,
+                              to_candidates)
+from one_pixel.stats import plot_success_curves, success_curve, targets_for_power, wilson_interval
+from one_pixel.targets import DetectionTargets, SegmentationTargets, near_boundary, perturbed_batch
 
-from mmslak.analysis.one_pixel_search import (differential_evolution_search, random_search,
-                                              search_window, to_candidates)
-from mmslak.analysis.one_pixel_stats import (plot_success_curves, success_curve, targets_for_power,
-                                             wilson_interval)
-from mmslak.analysis.one_pixel_targets import (DetectionTargets, SegmentationTargets, near_boundary,
-                                               perturbed_batch)
 from .conftest import load_tool
 
 HEIGHT, WIDTH = 12, 16
@@ -84,7 +82,7 @@ def seg_sample():
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool('tools/analysis_tools/one_pixel_attack.py')
+    return load_tool('attack')
 
 
 def test_de_finds_the_vulnerable_pixel_and_is_reproducible():
@@ -186,7 +184,7 @@ def test_random_search_records_the_first_flip_of_each_target():
 
     results = random_search(margins, 3, HEIGHT, WIDTH, trials=40, batch_size=7, seed=5)
     candidates = np.random.default_rng(5)
-    from mmslak.analysis.one_pixel_search import draw_random_candidates
+    from one_pixel.search import draw_random_candidates
     drawn = draw_random_candidates(40, HEIGHT, WIDTH, candidates)
     for target, result in enumerate(results):
         hits = np.flatnonzero(drawn[:, 0] == target)
