@@ -5,6 +5,8 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
+from mmslak.ops.cpu import kernel_library
+
 # torch.amp.GradScaler, the loss scaler of float16 training on the CPU, is in torch >= 2.3.
 needs_cpu_grad_scaler = pytest.mark.skipif(
     not hasattr(torch.amp, 'GradScaler'),
@@ -65,3 +67,26 @@ def mmlogs():
     logger.addHandler(collector)
     yield collector
     logger.removeHandler(collector)
+
+
+@pytest.fixture
+def torch_ops():
+    """The reference ops (``mmslak.ops.use_ops('torch')``) for the whole test."""
+    from mmslak.ops import use_ops
+    with use_ops('torch'):
+        yield
+
+
+# The depthwise kernels this CPU runs (AVX-512 and AVX2 on an AVX-512 CPU): every test that
+# takes `kernel_isa` runs once with each, and with none on a CPU that runs neither.
+ISAS_HERE = [isa for isa in kernel_library.ISAS if kernel_library._unsupported(isa) is None]
+
+
+@pytest.fixture(params=ISAS_HERE)
+def kernel_isa(request, monkeypatch):
+    """Select the depthwise kernel of one instruction set (``MMSLAK_CPU_KERNEL``)."""
+    monkeypatch.setenv('MMSLAK_CPU_KERNEL', request.param)
+    kernel_library._library.cache_clear()
+    assert kernel_library.kernel_isa() == request.param
+    yield request.param
+    kernel_library._library.cache_clear()

@@ -87,7 +87,7 @@ def _flop_counts(model, inputs):
         tuple[dict, Counter]: ``{layer name: (dense FLOPs, sparse FLOPs)}`` for the conv and
         linear layers, plus ``''`` for the whole model; and the dense FLOPs of every module.
     """
-    with plain_ops(model, inputs) as inputs:
+    with plain_ops(inputs) as inputs:
         analyzer = FlopAnalyzer(model, inputs)
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_module = analyzer.by_module()

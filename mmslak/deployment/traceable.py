@@ -4,38 +4,31 @@ from contextlib import contextmanager
 import torch
 from mmengine.model import revert_sync_batchnorm
 
+from mmslak.ops import use_ops
 from .exact_pooling import exportable_adaptive_pools
 
 
 @contextmanager
 def traceable(model):
-    """The model's CPU fast paths off and its adaptive pools exportable for the duration,
-    without gradients.
+    """The ``torch`` ops and the model's adaptive pools exportable for the duration, without
+    gradients.
 
-    mmslak's fast CPU path (oneDNN calls with fused epilogues, the compiled AVX-512 or AVX2
+    mmslak's CPU backend (oneDNN calls with fused epilogues, the compiled AVX-512 or AVX2
     depthwise kernel behind ctypes, weights packed once and cached) computes the same network
     but is opaque to tracing: the exporter would record a ctypes call it cannot translate, or an
-    op with no ONNX symbolic. With every ``fast_path`` flag cleared, each block runs its
-    ``nn.Conv2d``, ``nn.LayerNorm``, ``nn.Linear`` and ``nn.GELU`` as written, in NCHW. Adaptive
-    average pools (UperNet's pyramid pooling) run as matrix products that export at any input
-    size (:mod:`.exact_pooling`).
+    op with no ONNX symbolic. Under :func:`mmslak.ops.use_ops` ``('torch')`` each block runs
+    ``F.conv2d``, ``F.batch_norm``, ``F.layer_norm``, ``F.linear`` and ``F.gelu``, in the
+    input's layout. Adaptive average pools (UperNet's pyramid pooling) run as matrix products
+    that export at any input size (:mod:`.exact_pooling`).
 
     Args:
-        model (nn.Module): The model; every submodule with a true ``fast_path`` flag has it
-            cleared, and every ``nn.AdaptiveAvgPool2d`` replaced, until the exit.
+        model (nn.Module): The model; every ``nn.AdaptiveAvgPool2d`` is replaced until the exit.
 
     Yields:
         nn.Module: ``model`` itself.
     """
-    switched = [module for module in model.modules() if getattr(module, 'fast_path', False)]
-    for module in switched:
-        module.fast_path = False
-    try:
-        with torch.no_grad(), exportable_adaptive_pools(model):
-            yield model
-    finally:
-        for module in switched:
-            module.fast_path = True
+    with use_ops('torch'), torch.no_grad(), exportable_adaptive_pools(model):
+        yield model
 
 
 def prepare_for_export(model):

@@ -3,6 +3,7 @@ form, and ``torch.compile``."""
 import pytest
 import torch
 
+from mmslak.ops import use_ops
 from mmslak.utils.torch_compat import autocast_supports
 from .conftest import build_fixture_model, max_error
 
@@ -42,12 +43,12 @@ def test_deploy_form_matches_training_form(device, fixture_arch, official_refere
 
 def test_compiled_backbone_matches_eager(device, fixture_arch, official_reference, exact_fp32):
     torch._dynamo.reset()  # compile afresh, whatever an earlier test compiled
-    # On the CPU the fast path's ctypes kernels and packed oneDNN weights do not compile; the
-    # plain modules are also what runs on CUDA, where the fast path changes nothing.
-    model = build_fixture_model(fixture_arch, device, fast_path=device.type != 'cpu').eval()
+    # On the CPU the CPU backend's ctypes kernels and packed oneDNN weights do not compile: the
+    # reference ops, which are also what runs on CUDA.
+    model = build_fixture_model(fixture_arch, device).eval()
     compiled = torch.compile(model)
     x = official_reference['input'].to(device)
-    with torch.no_grad():
+    with torch.no_grad(), use_ops('torch'):
         expected = model(x)
         outputs = compiled(x)
         again = compiled(x + 1)  # a second call reuses the compiled graph with new data

@@ -145,10 +145,10 @@ def test_syncbn_norm_cfg():
     assert isinstance(model.stages[0][0].large_kernel.vertical.bn, torch.nn.SyncBatchNorm)
 
 
-def test_deploy_switch_is_exact_on_random_bn():
-    # the plain path: the CPU fast path folds BNs on the fly at inference, which would make the
+def test_deploy_switch_is_exact_on_random_bn(torch_ops):
+    # the reference ops: the CPU backend folds BNs on the fly at inference, which would make the
     # training form and the deploy form the same computation
-    model = build(fast_path=False, layer_scale_init_value=1.).eval()
+    model = build(layer_scale_init_value=1.).eval()
     for name, buffer in model.named_buffers():
         if name.endswith('running_var'):
             buffer.uniform_(0.5, 2.0)
@@ -164,12 +164,12 @@ def test_deploy_switch_is_exact_on_random_bn():
     assert MODELS.build(dict(TINY, deploy=True)).state_dict().keys() == model.state_dict().keys()
 
 
-def test_broken_fusion_would_be_caught(monkeypatch):
+def test_broken_fusion_would_be_caught(monkeypatch, torch_ops):
     """The deploy check compares against unfused BNs: a fusion that drops BN is visible."""
     from mmslak.models.layers import DepthwiseConvBN
     monkeypatch.setattr(DepthwiseConvBN, 'fuse',
                         lambda self: (self.conv.weight.clone(), torch.zeros_like(self.bn.bias)))
-    model = build(fast_path=False, layer_scale_init_value=1.).eval()
+    model = build(layer_scale_init_value=1.).eval()
     for name, buffer in model.named_buffers():
         if name.endswith('running_var'):
             buffer.uniform_(0.5, 2.0)

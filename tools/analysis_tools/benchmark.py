@@ -1,12 +1,15 @@
-"""Latency, throughput and peak memory of SLaK against a plain NCHW eager SLaK and the FLOP floor.
+"""Latency, throughput and peak memory of SLaK on mmslak's ops against the reference ops and the
+FLOP floor.
 
 Two modes: ``--arch`` times the backbone alone, ``--config`` the full model of a config (its
 backbone forms swapped in place). Every row is a same-weights, same-process measurement:
 
-* ``plain``: :class:`plain_slak.PlainSLaK`, the network as the official code runs it without its
-  CUDA extension (three depthwise ``nn.Conv2d`` + BN branches per block, NCHW, eager);
-* ``mmslak``: the mmslak backbone in its training form, and in its deploy form after
-  ``switch_to_deploy()``;
+* ``plain``: the same model in its training form on the ``torch`` ops
+  (:func:`mmslak.ops.use_ops`), NCHW: the network as plain PyTorch computes it (depthwise
+  ``F.conv2d`` + BN branches per block, eager), what a GPU runs;
+* ``mmslak``: the model in its training form, and in its deploy form after
+  ``switch_to_deploy()``, on the ops ``MMSLAK_OPS`` selects (``auto``: the CPU backend where it
+  applies);
 * ``onnxruntime`` (``--onnx``): the deploy form exported to ONNX (:mod:`mmslak.deployment`) and
   run by ONNX Runtime on as many threads as PyTorch, float32 NCHW inference; of a detector the
   backbone and neck, which is what exports.
@@ -59,14 +62,13 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from plain_slak import PlainSLaK
 from rich.console import Console
 from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmslak.analysis.op_profile import CATEGORIES, op_breakdown
 from mmslak.models.backbones import SLaK
-from mmslak.models.layers.depthwise_kernel import kernel_isa
+from mmslak.ops import kernel_isa, use_ops
 from mmslak.registry import MODELS
 from mmslak.utils.torch_compat import autocast as autocast_context
 from mmslak.utils.torch_compat import autocast_supports, grad_scaler
@@ -184,16 +186,10 @@ class Workload:
         return [module for module in model.modules() if isinstance(module, SLaK)]
 
     def variant(self, impl, form):
-        """A copy of the model: ``plain``, or mmslak in the ``train`` or ``deploy`` form."""
+        """A copy of the model in the ``train`` or ``deploy`` form (``plain``: the training form,
+        which :meth:`step_fn` runs on the ``torch`` ops)."""
         model = copy.deepcopy(self.model).train(self.args.train_step)
-        if impl == 'plain':
-            if isinstance(model, SLaK):
-                return PlainSLaK(model)
-            for name, module in list(model.named_modules()):
-                if isinstance(module, SLaK):
-                    parent, _, child = name.rpartition('.')
-                    setattr(model.get_submodule(parent), child, PlainSLaK(module))
-        elif form == 'deploy':
+        if impl != 'plain' and form == 'deploy':
             for backbone in self.backbones(model):
                 backbone.switch_to_deploy()
         return model
@@ -224,29 +220,42 @@ class Workload:
     @staticmethod
     def forward(model, x, samples):
         """Inference output (``mode='tensor'`` for a full model)."""
-        if isinstance(model, (SLaK, PlainSLaK)):
+        if isinstance(model, SLaK):
             return model(x)
         return model(x, samples, mode='tensor')
 
     @staticmethod
     def loss(model, x, samples):
         """A scalar training loss: the config's losses on the samples, or a feature loss."""
-        if isinstance(model, (SLaK, PlainSLaK)):
+        if isinstance(model, SLaK):
             return sum(out.float().square().mean() for out in model(x))
         return model.parse_losses(model.loss(x, samples))[0]
 
-    def step_fn(self, model, precision, memory_format='nchw'):
+    def step_fn(self, model, precision, memory_format='nchw', ops='auto'):
         """The callable to time: an inference forward or a training step.
 
         Args:
             model (nn.Module): The variant to run, from :meth:`variant`.
             precision (str): A key of :data:`PRECISIONS`.
             memory_format (str): A key of :data:`MEMORY_FORMATS`. Defaults to ``'nchw'``.
+            ops (str): The ops' backend (:func:`mmslak.ops.use_ops`) of every call; ``'auto'``
+                keeps what ``MMSLAK_OPS`` selects. Defaults to ``'auto'``.
         """
+        fn = self._step_fn(model, precision, memory_format)
+        if ops == 'auto':
+            return fn
+
+        def on_ops():
+            with use_ops(ops):
+                fn()
+
+        return on_ops
+
+    def _step_fn(self, model, precision, memory_format):
         precision, memory_format = PRECISIONS[precision], MEMORY_FORMATS[memory_format]
         device_type, dtype, autocast = self.device.type, *precision
         x = self.inputs(precision, memory_format)
-        samples = None if isinstance(model, (SLaK, PlainSLaK)) else synthetic_samples(model, x)
+        samples = None if isinstance(model, SLaK) else synthetic_samples(model, x)
         weights_dtype = torch.float32 if autocast else dtype
         model = model.to(self.device, weights_dtype).to(memory_format=memory_format)
         if not self.args.train_step:
@@ -279,20 +288,17 @@ class Workload:
     def dense_macs(self, model):
         """Dense multiply-accumulates per image: of a forward, or 3x that for a training step.
 
-        The forward is counted on the plain modules (fast paths off), whose convolutions and
-        linear layers the counter sees; a training step counts a whole batch (batch norms need
+        The forward is counted on the ``torch`` ops, whose convolutions and linear layers the
+        counter sees; a training step counts a whole batch (batch norms need
         more than one image) and adds the input and weight gradients, each as many MACs as the
         forward (PyTorch's counter overcounts grouped-convolution gradients by the group count).
         """
         model = model.to(self.device, torch.float32)
-        for module in model.modules():
-            if hasattr(module, 'fast_path'):
-                module.fast_path = False
         batch = self.args.batch if self.args.train_step else 1
         x = torch.randn(batch, 3, *self.args.shape, device=self.device)
         samples = None if isinstance(model, SLaK) else synthetic_samples(model, x)
         counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
+        with counter, torch.no_grad(), use_ops('torch'):
             if self.args.train_step:
                 self.loss(model.train(), x, samples)
             else:
@@ -642,7 +648,8 @@ def main(argv=None):
     models = {row: workload.variant(*row[:2]) for row in rows}
     with tempfile.TemporaryDirectory() as onnx_dir:
         fns = {row: workload.onnx_fn(models[row], onnx_dir) if row.impl == 'onnxruntime' else
-               workload.step_fn(models[row], *row[2:]) for row in rows}
+               workload.step_fn(models[row], *row[2:], ops='torch' if row.impl == 'plain' else
+                                'auto') for row in rows}
         times, rates, memory = measure(fns, device, args)
         results = summarise(rows, times, memory, macs, rates, args)
         if args.profile:  # PyTorch's profiler sees no operator inside ONNX Runtime

@@ -44,7 +44,7 @@ def max_output_difference(training_form, fused, inputs):
     kernels that fold its BNs on the fly would hide what ``switch_to_deploy`` got wrong. A NaN
     in any output makes the result NaN (Python's ``max`` would drop it after the first).
     """
-    with plain_ops(training_form, inputs) as differentiable:
+    with plain_ops(inputs) as differentiable:
         reference = [out.detach() for out in training_form(differentiable)]
     with torch.no_grad():
         return float(torch.stack([(a - b).abs().max()

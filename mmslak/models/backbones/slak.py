@@ -1,5 +1,6 @@
 import logging
 import numbers
+import warnings
 
 import torch
 import torch.nn as nn
@@ -12,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmslak.models.layers import LargeKernelConv, LayerNorm2d, SLaKBlock
 from mmslak.models.utils import (add_weight_masks, apply_weight_masks, density_by_prefix,
                                  fill_missing_masks)
+from mmslak.ops import preferred_memory_format, use_ops
 from mmslak.registry import MODELS
 from mmslak.utils.torch_compat import register_load_state_dict_pre_hook
 from .slak_checkpoint import load_slak_checkpoint
@@ -34,6 +36,16 @@ def _memory_format(x):
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _reference_ops(fast_path):
+    """Whether the deprecated ``fast_path=False`` asks for the ``torch`` ops."""
+    if fast_path is None:
+        return False
+    warnings.warn('SLaK(fast_path=...) is deprecated: the ops pick their backend per call; set '
+                  "MMSLAK_OPS=torch or wrap the call in mmslak.ops.use_ops('torch') for the "
+                  'reference', DeprecationWarning, stacklevel=3)
+    return not fast_path
 
 
 def _fill_missing_masks(module, state_dict, prefix, *args):
@@ -84,13 +96,9 @@ class SLaK(BaseModule):
             ``mmslak.SparseMaskHook`` (or :meth:`apply_sparse_masks`). Defaults to False.
         deploy (bool): Build the fused inference form (see :meth:`switch_to_deploy`).
             Defaults to False.
-        fast_path (bool): Take the fastest exact path for the device. On CPU the blocks run
-            channels-last; inference runs through fused oneDNN kernels and an AVX-512 or AVX2
-            depthwise kernel compiled at first use (BNs folded on the fly in the training form), and
-            training differentiates the depthwise convs and linear layers through the same
-            kernels (see :mod:`mmslak.models.layers.fused_ops`). Elsewhere the input's layout is
-            kept. The outputs come back in the input's memory format either way. False runs the
-            plain modules in the input's layout. Defaults to True.
+        fast_path (bool, optional): Deprecated: every call of :mod:`mmslak.ops` picks its backend
+            (``MMSLAK_OPS``, :func:`mmslak.ops.use_ops`); ``False`` runs this model's forward on
+            the ``torch`` reference, as ``use_ops('torch')`` would. Defaults to None.
         init_cfg (dict | list[dict], optional): Initialisation config. ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads official or mmslak checkpoints strictly, refusing
             NaN and infinite values unless it also sets ``allow_non_finite=True``.
@@ -117,7 +125,7 @@ class SLaK(BaseModule):
                  norm_cfg=dict(type='BN'),
                  sparse=False,
                  deploy=False,
-                 fast_path=True,
+                 fast_path=None,
                  init_cfg=None,
                  depths=None,
                  dims=None,
@@ -154,7 +162,7 @@ class SLaK(BaseModule):
         self.with_cp = with_cp
         self.sparse = sparse
         self.deploy = deploy
-        self.fast_path = fast_path
+        self.reference_ops = _reference_ops(fast_path)
 
         channels = self.channels
         self.downsample_layers = nn.ModuleList([
@@ -183,8 +191,7 @@ class SLaK(BaseModule):
                         drop_path_rate=rates[first + j],
                         layer_scale_init_value=layer_scale_init_value,
                         norm_cfg=norm_cfg,
-                        deploy=deploy,
-                        fast_path=fast_path) for j in range(depth)
+                        deploy=deploy) for j in range(depth)
                 ]))
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(channels[i]))
@@ -344,11 +351,16 @@ class SLaK(BaseModule):
                              f'pixels, got {tuple(x.shape[-2:])}')
 
     def forward(self, x):
+        if self.reference_ops:
+            with use_ops('torch'):
+                return self._forward(x)
+        return self._forward(x)
+
+    def _forward(self, x):
         self._check_input(x)
         out_format = _memory_format(x)
-        if self.fast_path and x.device.type == 'cpu':
-            # oneDNN's depthwise convs and the blocks' NHWC views want channels-last
-            x = x.contiguous(memory_format=torch.channels_last)
+        if preferred_memory_format(x) is not None:
+            x = x.contiguous(memory_format=preferred_memory_format(x))
         outs = []
         for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = downsample(x)

@@ -4,10 +4,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmslak.utils.torch_compat import cpu_autocast_enabled
-from .depthwise_kernel import depthwise_convs
-from .fused_ops import FusedDepthwiseKernels, can_fuse, fused_depthwise_sum
-from .inference_cache import InferenceCacheMixin, cached
+from mmslak.ops import EvalBatchNorm, depthwise_conv_sum, depthwise_convs, fold_batch_norm
 
 
 class DepthwiseConvBN(nn.Module):
@@ -37,11 +34,7 @@ class DepthwiseConvBN(nn.Module):
 
     def fuse(self):
         """Return the kernel and bias of the equivalent biased convolution (BN in eval form)."""
-        std = (self.bn.running_var + self.bn.eps).sqrt()
-        scale = self.bn.weight / std
-        kernel = self.conv.weight * scale.reshape(-1, 1, 1, 1)
-        bias = self.bn.bias - self.bn.running_mean * scale
-        return kernel, bias
+        return fold_batch_norm(self.conv.weight, EvalBatchNorm.of(self.bn))
 
 
 def _pad_to(kernel, height, width):
@@ -63,7 +56,7 @@ def _biased_depthwise_conv(kernel, bias):
     return conv
 
 
-class LargeKernelConv(InferenceCacheMixin, nn.Module):
+class LargeKernelConv(nn.Module):
     """SLaK's large depthwise kernel: decomposed k x s and s x k branches plus an s x s branch.
 
     With ``decompose=True`` the block computes ``vertical(x) + horizontal(x) + small(x)``, with
@@ -72,12 +65,10 @@ class LargeKernelConv(InferenceCacheMixin, nn.Module):
     small branch is omitted when ``k == s``. :meth:`switch_to_deploy` folds the BNs and merges the
     small branch into ``vertical`` (or ``square``), leaving two (or one) biased convolutions.
 
-    Where the fused CPU kernels apply (inference, see :func:`~.fused_ops.can_fuse`) both forms
-    compute that fused form in one call of :func:`~.fused_ops.fused_depthwise_sum`, the training
-    form folding its eval-mode BNs; the folded, packed kernels are kept until a parameter or
-    BN statistic changes. Otherwise (training, or gradients wanted) the
-    training form runs its convolutions through :func:`~.depthwise_kernel.depthwise_convs` on a
-    float32 channels-last CPU input, which differentiates them far faster than oneDNN.
+    The convolutions are :mod:`mmslak.ops`: :func:`~mmslak.ops.depthwise_convs` gives each
+    branch's output to its BN; with eval-mode BNs, and in the deploy form,
+    :func:`~mmslak.ops.depthwise_conv_sum` computes the whole sum in one call (a backend may fold
+    each BN into its kernel).
 
     Args:
         channels (int): Number of input and output channels.
@@ -87,8 +78,6 @@ class LargeKernelConv(InferenceCacheMixin, nn.Module):
             Defaults to True.
         norm_cfg (dict): Config of the branch normalisation. Defaults to ``dict(type='BN')``.
         deploy (bool): Build the fused inference form directly. Defaults to False.
-        fast_path (bool): Use the fused CPU kernels where they apply; False always runs the
-            plain branches. Defaults to True.
     """
 
     def __init__(self,
@@ -97,10 +86,8 @@ class LargeKernelConv(InferenceCacheMixin, nn.Module):
                  small_kernel,
                  decompose=True,
                  norm_cfg=dict(type='BN'),
-                 deploy=False,
-                 fast_path=True):
+                 deploy=False):
         super().__init__()
-        self.fast_path = fast_path
         self.channels = channels
         self.kernel_size = kernel_size
         self.small_kernel = small_kernel
@@ -122,33 +109,23 @@ class LargeKernelConv(InferenceCacheMixin, nn.Module):
         return ('vertical', 'horizontal') if self.decompose else ('square', )
 
     def forward(self, x):
-        if self.fast_path and self._foldable() and can_fuse(x, self):
-            sources = [*self.parameters(), *self.buffers()]
-            fused = cached(self, 'fused_kernels', sources,
-                           lambda: FusedDepthwiseKernels(*zip(*self._fused_kernels())))
-            return fused_depthwise_sum(x, fused)
+        if self.deploy:
+            convs = [getattr(self, name) for name in self.branch_names]
+            return depthwise_conv_sum(x, [c.weight for c in convs], [c.bias for c in convs])
         branches = self._branches()
-        convs = None
-        if self.fast_path and not self.deploy and not cpu_autocast_enabled():
-            convs = depthwise_convs(x, [branch.conv.weight for branch in branches])
-        if convs is None:
-            return sum(branch(x) for branch in branches)
-        return sum(branch.bn(out) for branch, out in zip(branches, convs))
+        weights = [branch.conv.weight for branch in branches]
+        if all(branch.foldable for branch in branches):
+            norms = [EvalBatchNorm.of(branch.bn) for branch in branches]
+            return depthwise_conv_sum(x, weights, norms=norms)
+        return sum(branch.bn(out) for branch, out in zip(branches, depthwise_convs(x, weights)))
 
     def _branches(self):
         """The large branches, then the small one if any."""
         small = [self.small] if self.small is not None else []
         return [getattr(self, name) for name in self.branch_names] + small
 
-    def _foldable(self):
-        """Whether the branches reduce to biased convolutions (deploy form or eval-mode BNs)."""
-        return self.deploy or all(branch.foldable for branch in self._branches())
-
     def _fused_kernels(self):
         """``(kernel, bias)`` of each large branch, BNs folded and the small kernel merged."""
-        if self.deploy:
-            convs = [getattr(self, name) for name in self.branch_names]
-            return [(conv.weight, conv.bias) for conv in convs]
         fused = [getattr(self, name).fuse() for name in self.branch_names]
         if self.small is not None:
             kernel, bias = fused[0]

@@ -1,68 +1,58 @@
-"""Fused CPU inference kernels: linear layers and depthwise convolutions with their epilogues.
+"""oneDNN's fused CPU operators, for the CPU backend: linear layers with their GELU or residual
+in the epilogue, and biased depthwise convolutions.
 
 PyTorch's CPU build carries oneDNN operators that apply a GELU to, or add a tensor to, the output
-of a linear layer while it is still in cache (the GELU only where that is faster: with
-AVX-512). They have no autograd formula, so they serve inference only (:func:`can_fuse` says
-when). :func:`linear` runs the forward of training through oneDNN too (its bias epilogue saves
-``addmm``'s copy of the bias into the output) and the backward through MKL on Intel CPUs,
-through oneDNN elsewhere (about twice as fast as MKL on an AMD EPYC). Elsewhere the same
-arithmetic runs through the plain functional ops.
+of a linear layer while it is still in cache (the GELU only where that is faster: with AVX-512).
+They have no autograd formula, so they serve inference only. :func:`linear` runs the forward of
+training through oneDNN too (its bias epilogue saves ``addmm``'s copy of the bias into the
+output) and the backward through MKL on Intel CPUs, through oneDNN elsewhere (about twice as fast
+as MKL on an AMD EPYC).
 """
 import functools
 
 import torch
-import torch.nn.functional as F
 
-from mmslak.utils.torch_compat import cpu_autocast_enabled
-from .depthwise_kernel import PackedKernels, available, cpu_vendor, depthwise_conv_sum, kernel_lanes
+from .kernel_library import cpu_vendor
 
-_ONEDNN = torch.backends.mkldnn.is_available() and all(
+ONEDNN = torch.backends.mkldnn.is_available() and all(
     hasattr(torch.ops.mkldnn, name) for name in ('_linear_pointwise', '_convolution_pointwise'))
 
 
-def _dtype_supported(dtype):
+def why_not_onednn(x, dtypes):
+    """Why oneDNN's operators cannot take ``x``, or None if they can.
+
+    Args:
+        x (Tensor): The input.
+        dtypes (Sequence[torch.dtype]): The dtypes the caller accepts (bfloat16 only where
+            oneDNN supports it on this CPU).
+    """
+    if not (ONEDNN and torch.backends.mkldnn.enabled):
+        return 'oneDNN is not available or disabled (torch.backends.mkldnn.flags)'
+    if x.device.type != 'cpu':
+        return f'the input is on {x.device.type}'
+    if x.numel() == 0:
+        return 'the input is empty (oneDNN builds no primitive for 0 rows)'
+    if x.dtype not in dtypes or not dtype_supported(x.dtype):
+        return f'the input is {x.dtype}'
+    return None
+
+
+def dtype_supported(dtype):
+    """Whether oneDNN computes ``dtype`` here: float32, and bfloat16 on CPUs with its kernels."""
     if dtype == torch.float32:
         return True
     return dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def _onednn_applies(x):
-    """oneDNN is on and ``x`` a non-empty CPU tensor (oneDNN builds no primitive for 0 rows)."""
-    return _ONEDNN and torch.backends.mkldnn.enabled and x.device.type == 'cpu' and \
-        x.numel() > 0
-
-
-def can_fuse(x, module):
-    """Whether the fused kernels may compute ``module`` on ``x``.
-
-    They need a non-empty CPU tensor of float32 (or bfloat16 where oneDNN supports it), oneDNN
-    enabled (``torch.backends.mkldnn.flags``), no autocast, and no autograd graph to record:
-    gradients disabled, or neither ``x`` nor any parameter of ``module`` requiring them.
-
-    Args:
-        x (Tensor): The input.
-        module (nn.Module): The module about to compute on ``x``.
-
-    Returns:
-        bool: True when the fused kernels apply.
-    """
-    if not _onednn_applies(x):
-        return False
-    if not _dtype_supported(x.dtype) or cpu_autocast_enabled():
-        return False
-    if not torch.is_grad_enabled():
-        return True
-    return not (x.requires_grad or any(p.requires_grad for p in module.parameters()))
-
-
 def fused_linear(x, weight, bias=None, gelu=None, residual=None):
     """``F.linear`` over the last dimension with an optional GELU or residual, in one call.
 
-    Only valid where :func:`can_fuse` holds.
+    For inference only (no autograd formula), where :func:`why_not_onednn` finds nothing.
 
     Args:
         x (Tensor): Input of shape ``(..., in_features)``.
-        weight (Tensor): Weight of shape ``(out_features, in_features)``.
+        weight (Tensor): Weight of shape ``(out_features, in_features)``, as it is or packed by
+            :func:`pack_linear_weight`.
         bias (Tensor, optional): Bias of shape ``(out_features, )``. Defaults to None.
         gelu (str, optional): Apply a GELU with this approximation (``'none'`` for the exact
             erf form, ``'tanh'``); None for no activation. Defaults to None.
@@ -135,8 +125,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x, weight, bias=None):
-    """``F.linear`` through oneDNN where it can (non-empty float32 CPU input, no autocast),
-    differentiable (see :class:`_OneDNNLinear`).
+    """``F.linear`` through oneDNN, differentiable (see :class:`_OneDNNLinear`); for non-empty
+    float32 CPU inputs outside autocast.
 
     Args:
         x (Tensor): Input of shape ``(..., in_features)``.
@@ -146,8 +136,6 @@ def linear(x, weight, bias=None):
     Returns:
         Tensor: The output of shape ``(..., out_features)``.
     """
-    if not _onednn_applies(x) or x.dtype != torch.float32 or cpu_autocast_enabled():
-        return F.linear(x, weight, bias)
     return _OneDNNLinear.apply(x, weight, bias)
 
 
@@ -164,52 +152,20 @@ def pack_linear_weight(weight, rows):
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
 
 
-class FusedDepthwiseKernels:
-    """Biased depthwise kernels to be summed by :func:`fused_depthwise_sum`.
-
-    Args:
-        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
-        biases (Sequence[Tensor]): One bias of shape ``(C, )`` per kernel.
-    """
-
-    def __init__(self, kernels, biases):
-        self.kernels = [kernel.detach() for kernel in kernels]
-        self.biases = [bias.detach() for bias in biases]
-        self._packed = None
-
-    def packed(self):
-        """The kernels and the sum of the biases packed once for the depthwise kernel in use
-        (packed again if another one has been selected since; float32, any input dtype)."""
-        if self._packed is None or self._packed.lanes != kernel_lanes():
-            self._packed = PackedKernels(self.kernels, sum(self.biases))
-        return self._packed
-
-
-def fused_depthwise_sum(x, fused):
-    """The sum of stride-1, 'same'-padded depthwise convolutions of ``x``, each with its bias.
-
-    Only valid where :func:`can_fuse` holds. A channels-last ``x`` goes through the AVX-512 or
-    AVX2 kernel of :mod:`.depthwise_kernel` where one is built, in one pass (a bfloat16 ``x``
-    widened to float32 and the output rounded back: several times faster than oneDNN's
-    bfloat16 depthwise convolutions, and no less exact); otherwise each oneDNN convolution adds the
-    previous one's output. A channels-last ``x`` gives a channels-last output without any
-    reorder.
+def conv_sum(x, kernels, biases):
+    """The sum of stride-1, 'same'-padded biased depthwise convolutions of ``x`` through oneDNN,
+    each adding the previous one's output; a channels-last ``x`` gives a channels-last output.
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
-        fused (FusedDepthwiseKernels): The kernels and biases.
-
-    Returns:
-        Tensor: The output, shaped and laid out like ``x``.
+        kernels (Sequence[Tensor]): Kernels of shape ``(C, 1, kh, kw)``, all sizes odd.
+        biases (Sequence[Tensor]): One bias of shape ``(C, )`` per kernel.
     """
-    if available(x, dtypes=(torch.float32, torch.bfloat16)):
-        return depthwise_conv_sum(x.float(), fused.packed()).to(x.dtype)
     out = None
-    for kernel, bias in zip(fused.kernels, fused.biases):
+    for kernel, bias in zip(kernels, biases):
         padding = [kernel.shape[2] // 2, kernel.shape[3] // 2]
-        args = (kernel, bias, padding, [1, 1], [1, 1], x.shape[1])
-        if out is None:
-            out = torch.ops.mkldnn._convolution_pointwise(x, *args, 'none', [], '')
-        else:  # oneDNN fuses no sum into a grouped convolution, so add in place
-            out.add_(torch.ops.mkldnn._convolution_pointwise(x, *args, 'none', [], ''))
+        conv = torch.ops.mkldnn._convolution_pointwise(
+            x, kernel, bias, padding, [1, 1], [1, 1], x.shape[1], 'none', [], '')
+        # oneDNN fuses no sum into a grouped convolution, so add in place
+        out = conv if out is None else out.add_(conv)
     return out

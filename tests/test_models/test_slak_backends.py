@@ -1,4 +1,4 @@
-"""The fast paths of SLaK compute what the plain path computes, and the benchmark tool runs."""
+"""SLaK on the CPU backend computes what it does on the reference ops; the benchmark runs."""
 import copy
 import importlib
 import json
@@ -7,11 +7,13 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import mmslak  # noqa: F401
 from mmslak.models.backbones import SLaK
-from mmslak.models.layers import fused_ops
+from mmslak.ops import use_ops
+from mmslak.ops.cpu import depthwise as cpu_depthwise
+from mmslak.ops.cpu import onednn
+from mmslak.ops.weight_cache import cached_names, clear_weight_cache
 from mmslak.registry import MODELS
 from ..conftest import OFFICIAL_CKPT
 
@@ -20,8 +22,16 @@ TINY = dict(type='mmslak.SLaK', arch=dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 
             kernel_size=[13, 11, 9, 7, 3], layer_scale_init_value=0.5)
 
 
+def on_torch_ops(model):
+    """``model`` (a SLaK backbone), its every forward on the reference ops, as the deprecated
+    ``fast_path=False`` asks."""
+    model.reference_ops = True
+    return model
+
+
 def pair(**kwargs):
-    """The same random network twice: fast path on, then off; BN statistics non-trivial."""
+    """The same random network twice, on the backends ``MMSLAK_OPS`` selects and on the
+    reference ops; BN statistics non-trivial."""
     torch.manual_seed(0)
     fast = MODELS.build(dict(TINY, **kwargs))
     for name, buffer in fast.named_buffers():
@@ -29,9 +39,9 @@ def pair(**kwargs):
             buffer.uniform_(0.5, 2.0)
         elif name.endswith('running_mean'):
             buffer.normal_()
-    plain = MODELS.build(dict(TINY, fast_path=False, **kwargs))
+    plain = MODELS.build(dict(TINY, **kwargs))
     plain.load_state_dict(fast.state_dict())
-    return fast, plain
+    return fast, on_torch_ops(plain)
 
 
 def assert_outputs_close(outs, refs, atol):
@@ -54,12 +64,12 @@ def test_inference_matches_plain_path(deploy, layer_scale, kernel_isa):
         assert_outputs_close(fast(x), plain(x), atol=1e-4 if deploy else 1e-5)
 
 
-@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
+@pytest.mark.skipif(not onednn.ONEDNN, reason='no oneDNN fused ops in this PyTorch')
 def test_fused_kernels_are_taken_for_inference(monkeypatch):
     fast, _ = pair()
     calls = []
-    original = fused_ops.fused_linear
-    monkeypatch.setattr('mmslak.models.layers.slak_block.fused_linear',
+    original = onednn.fused_linear
+    monkeypatch.setattr(onednn, 'fused_linear',
                         lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
     x = torch.randn(1, 3, 64, 64)
     fast.train()(x)
@@ -67,39 +77,6 @@ def test_fused_kernels_are_taken_for_inference(monkeypatch):
     with torch.no_grad():
         fast.eval()(x)
     assert len(calls) == 2 * 5  # two linear layers in each of the five blocks
-
-
-@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
-@pytest.mark.parametrize('in_epilogue', [True, False])  # with AVX-512, elsewhere
-@pytest.mark.parametrize('approximate', ['none', 'tanh'])
-def test_fused_linear_gelu_in_or_after_the_epilogue(in_epilogue, approximate, monkeypatch):
-    monkeypatch.setattr(fused_ops, 'gelu_in_epilogue', lambda: in_epilogue)
-    x, weight, bias = torch.randn(37, 20), torch.randn(48, 20), torch.randn(48)
-    out = fused_ops.fused_linear(x, fused_ops.pack_linear_weight(weight, 37), bias,
-                                 gelu=approximate)
-    torch.testing.assert_close(out, F.gelu(F.linear(x, weight, bias), approximate=approximate),
-                               atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.skipif(not fused_ops._ONEDNN, reason='no oneDNN fused ops in this PyTorch')
-@pytest.mark.parametrize('mkl_is_fast', [True, False])  # Intel CPUs, others
-def test_linear_differentiates_through_mkl_or_onednn(mkl_is_fast, monkeypatch):
-    monkeypatch.setattr(fused_ops, 'mkl_is_fast', lambda: mkl_is_fast)
-    onednn_calls = []
-    original = fused_ops._onednn_mm
-    monkeypatch.setattr(fused_ops, '_onednn_mm', lambda a, b: onednn_calls.append(1) or
-                        original(a, b))
-    sources = [torch.randn(2, 5, 7, 20), torch.randn(48, 20), torch.randn(48)]
-    results = []
-    for fn in (fused_ops.linear, F.linear):
-        inputs = [tensor.clone().requires_grad_() for tensor in sources]
-        out = fn(*inputs)
-        out.backward(torch.cos(out.detach()))
-        results.append([out, *(tensor.grad for tensor in inputs)])
-    assert 'OneDNNLinear' in type(results[0][0].grad_fn).__name__
-    assert len(onednn_calls) == (0 if mkl_is_fast else 2)  # input and weight gradients
-    for got, expected in zip(*results):
-        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
 
 
 def test_training_outputs_and_gradients_match_plain_path(kernel_isa):
@@ -153,12 +130,12 @@ def test_fallback_without_onednn(monkeypatch):
         expected = plain.eval()(x)
         with torch.backends.mkldnn.flags(enabled=False):
             assert_outputs_close(fast.eval()(x), expected, atol=1e-5)
-        monkeypatch.setattr(fused_ops, '_ONEDNN', False)
-        assert not fused_ops.can_fuse(x, fast)
+        monkeypatch.setattr(onednn, 'ONEDNN', False)
+        assert onednn.why_not_onednn(x, (torch.float32, )) is not None
         assert_outputs_close(fast(x), expected, atol=1e-5)
 
 
-@pytest.mark.skipif(not fused_ops._dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
+@pytest.mark.skipif(not onednn.dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
 def test_bf16_inference_is_close_to_fp32():
     fast, _ = pair()
     x = torch.randn(1, 3, 64, 64)
@@ -170,39 +147,43 @@ def test_bf16_inference_is_close_to_fp32():
         assert (out.float() - ref).abs().mean() < 0.05
 
 
-@pytest.mark.skipif(not fused_ops._dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
+@pytest.mark.skipif(not onednn.dtype_supported(torch.bfloat16), reason='no oneDNN bf16')
 def test_bf16_model_runs_the_float32_depthwise_kernel(monkeypatch, kernel_isa):
     fast, _ = pair()
     fast = fast.eval().to(torch.bfloat16)
     x = torch.randn(1, 3, 64, 64).bfloat16()
     widened = []
-    original = fused_ops.depthwise_conv_sum
-    monkeypatch.setattr(fused_ops, 'depthwise_conv_sum',
+    original = cpu_depthwise.conv_sum
+    monkeypatch.setattr(cpu_depthwise, 'conv_sum',
                         lambda x, *args: widened.append(x.dtype) or original(x, *args))
     with torch.no_grad():
         outs = fast(x)
         assert widened == [torch.float32] * 5  # one call per block, on the widened input
-        monkeypatch.setattr(fused_ops, 'available', lambda *args, **kwargs: False)
-        refs = fast.train().eval()(x)  # oneDNN's bfloat16 convolutions
+        monkeypatch.setattr(cpu_depthwise, 'why_not_kernel', lambda *args: 'disabled')
+        refs = fast(x)  # oneDNN's bfloat16 convolutions
     for out, ref in zip(outs, refs):
         assert out.dtype == torch.bfloat16
         torch.testing.assert_close(out.float(), ref.float(), atol=0.05, rtol=0)  # ~0.02 seen
 
 
-def test_fixture_deploy_fast_path_matches_training_form(fixture_arch, official_reference):
-    def build(**kwargs):
+@pytest.mark.parametrize('ops', ['torch', 'cpu'])
+def test_fixture_deploy_form_matches_training_form(ops, fixture_arch, official_reference):
+    if ops == 'cpu' and not onednn.ONEDNN:
+        pytest.skip('no oneDNN fused ops in this PyTorch: the cpu backend does not run here')
+
+    def build():
         model = MODELS.build(dict(fixture_arch, init_cfg=dict(type='Pretrained',
-                                                              checkpoint=OFFICIAL_CKPT),
-                                  **kwargs))
+                                                              checkpoint=OFFICIAL_CKPT)))
         model.init_weights()
         return model.eval()
 
-    plain, fast = build(fast_path=False), build()
-    fast.switch_to_deploy()
+    training_form, deployed = build(), build()
+    deployed.switch_to_deploy()
     x = official_reference['input']
-    with torch.no_grad():
-        assert_outputs_close(fast(x), plain(x), atol=1e-4)
-        assert_outputs_close(fast(x), official_reference['outputs'], atol=1e-4)
+    with torch.no_grad(), use_ops(ops):
+        assert_outputs_close(deployed(x), on_torch_ops(copy.deepcopy(training_form))(x), atol=1e-4)
+        assert_outputs_close(deployed(x), official_reference['outputs'], atol=1e-4)
+        assert_outputs_close(training_form(x), official_reference['outputs'], atol=1e-5)
 
 
 @pytest.fixture
@@ -212,16 +193,19 @@ def benchmark(monkeypatch):
     return importlib.import_module('benchmark')
 
 
-def test_plain_reference_matches_mmslak(benchmark):
-    from plain_slak import PlainSLaK
-    fast, _ = pair()
-    reference = PlainSLaK(fast)
+def test_fast_path_is_a_deprecated_alias_of_the_torch_ops(monkeypatch):
+    calls = []
+    original = onednn.fused_linear
+    monkeypatch.setattr(onednn, 'fused_linear',
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    fast, plain = pair()
+    with pytest.warns(DeprecationWarning, match=r"use_ops\('torch'\)"):
+        alias = MODELS.build(dict(TINY, fast_path=False))
+    alias.load_state_dict(fast.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert_outputs_close(reference.eval()(x), fast.eval()(x), atol=1e-5)
-    fast.switch_to_deploy()
-    with pytest.raises(ValueError, match='training form'):
-        PlainSLaK(fast)
+        assert_outputs_close(alias.eval()(x), plain.eval()(x), atol=0)
+    assert not calls
 
 
 def test_benchmark_backbone_json(benchmark, tmp_path, monkeypatch):
@@ -291,9 +275,10 @@ def test_cached_inference_weights_follow_parameter_changes():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fast(x)  # fills the caches of the fused path
-        assert {'fused_mlp', 'fused_kernels'} <= {
-            name for module in fast.modules()
-            for name in module.__dict__.get('_inference_cache', {})}
+        block = fast.stages[0][0]
+        assert cached_names(block.pwconv1.weight) == {'mlp_packed'}
+        assert cached_names(block.large_kernel.vertical.conv.weight) <= {
+            'depthwise_folded', *(f'depthwise_packed_{lanes}' for lanes in (8, 16))}
         for model in (fast, plain):
             model.stages[0][0].pwconv2.weight.mul_(3)  # in place: bumps the version counter
             model.stages[1][0].large_kernel.vertical.bn.running_var.add_(1)
@@ -305,7 +290,7 @@ def test_cached_inference_weights_follow_parameter_changes():
         assert_outputs_close(fast(x), plain(x), atol=1e-5)
         for model in (fast, plain):  # a write through .data bumps no version counter
             model.stages[2][1].gamma.data.mul_(2)
-        fast.train().eval()
+        clear_weight_cache()
         assert_outputs_close(fast(x), plain(x), atol=1e-5)
         for model in (fast, plain):  # new storage, then back to the old address's size
             for param in model.stages[3][0].parameters():

@@ -1,0 +1,104 @@
+"""Which backend computes each call of mmslak's ops: the ``MMSLAK_OPS`` switch and one rule.
+
+Backends:
+
+- ``torch``: the reference. Plain ``F.conv2d`` / ``F.linear`` / ``F.gelu``, differentiable,
+  traceable and exportable; what every device without another backend runs (GPUs today).
+- ``cpu``: float32 (and, for inference, bfloat16) CPU tensors. The large depthwise kernels run
+  through the AVX-512 or AVX2 C kernels of :mod:`mmslak.ops.cpu` on channels-last inputs, the
+  linear layers through oneDNN with their GELU, bias and residual in the epilogue, weights packed
+  once (see :mod:`mmslak.ops.weight_cache`). They exist because PyTorch's own CPU paths leave most
+  of the machine idle on SLaK: on a 2-vCPU AMD EPYC (AVX2) SLaK-T at 512 x 512 infers about 2.5x
+  and trains about 3x faster than the same network on plain ops (``benchmark.py``).
+
+``MMSLAK_OPS`` (read when :mod:`mmslak.ops` is imported) or :func:`use_ops` (a context manager,
+for benchmarks, export and tests) selects:
+
+- ``auto`` (the default): each call takes the ``cpu`` backend where it can compute it (the
+  device, dtype, layout, availability of oneDNN and the C kernels, autocast and whether autograd
+  must record the call decide; see each op), else ``torch``.
+- ``torch``: always the reference.
+- ``cpu``: the CPU backend, raising ``ValueError`` with the reason where it cannot compute a call.
+
+``MMSLAK_CPU_KERNEL`` picks the C kernels' instruction set (:mod:`mmslak.ops.cpu.kernel_library`).
+"""
+import contextlib
+import os
+
+import torch
+
+BACKENDS = ('auto', 'torch', 'cpu')
+
+
+def _checked(choice, source):
+    if choice not in BACKENDS:
+        raise ValueError(f'{source} must be one of {", ".join(BACKENDS)}, got {choice!r}')
+    return choice
+
+
+class _Switch:
+    """The process-wide choice; a plain attribute, which ``torch.compile`` reads as a constant."""
+    choice = _checked(os.environ.get('MMSLAK_OPS', 'auto'), 'MMSLAK_OPS')
+
+
+def requested_backend():
+    """The backend asked for: ``'auto'``, ``'torch'`` or ``'cpu'``."""
+    return _Switch.choice
+
+
+@contextlib.contextmanager
+def use_ops(backend):
+    """Compute mmslak's ops with ``backend`` inside the block (process-wide, not per thread).
+
+    Args:
+        backend (str): ``'auto'``, ``'torch'`` or ``'cpu'``.
+
+    Example:
+        >>> with use_ops('torch'):  # the reference, e.g. for a benchmark's baseline
+        ...     outs = model(x)
+    """
+    previous = _Switch.choice
+    _Switch.choice = _checked(backend, 'use_ops(backend)')
+    try:
+        yield
+    finally:
+        _Switch.choice = previous
+
+
+def needs_grad(*tensors):
+    """Whether autograd records a call on ``tensors`` (None entries ignored)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def takes_cpu(op, reason):
+    """The one selection rule: whether ``op`` runs on the ``cpu`` backend.
+
+    Args:
+        op (str): The op's name, for the error.
+        reason (Callable[[], str | None]): Why the CPU backend cannot compute this call, or None
+            if it can; called only when the choice depends on it.
+
+    Returns:
+        bool: True for the ``cpu`` backend, False for ``torch``.
+
+    Raises:
+        ValueError: If ``cpu`` is forced and cannot compute the call.
+    """
+    choice = _Switch.choice
+    if choice == 'torch':
+        return False
+    why = reason()
+    if why is not None and choice == 'cpu':
+        raise ValueError(f'MMSLAK_OPS=cpu, but the cpu backend cannot compute {op} here: {why}; '
+                         "use MMSLAK_OPS=auto (or mmslak.ops.use_ops('auto')) to fall back to "
+                         'torch')
+    return why is None
+
+
+def preferred_memory_format(x):
+    """The layout a network should give ``x`` for these ops: channels-last on the CPU unless the
+    reference is forced (the CPU backend's kernels and NHWC views want it); None to keep its
+    own."""
+    if _Switch.choice != 'torch' and x.device.type == 'cpu':
+        return torch.channels_last
+    return None
