@@ -120,8 +120,12 @@ def _folded(weights, biases, norms):
 
 
 def _why_not_fused(x):
+    """Why neither the compiled kernel nor oneDNN can take ``x`` for inference (None if one
+    can)."""
     if cpu_autocast_enabled():
         return 'autocast is on'
+    if cpu_depthwise.why_not_kernel(x, (torch.float32, torch.bfloat16)) is None:
+        return None
     return onednn.why_not_onednn(x, (torch.float32, torch.bfloat16))
 
 
@@ -142,9 +146,9 @@ def depthwise_conv_sum(x, weights, biases=None, norms=None):
     ``norms[i]`` (the inference form: eval-mode BNs, or the deploy form's biases).
 
     Backends: ``torch`` (``F.conv2d`` and ``F.batch_norm`` each, as the modules compute them;
-    differentiable); ``cpu`` for float32 or bfloat16 CPU inputs outside autocast with oneDNN on:
-    where autograd need not record the call, one pass of a compiled kernel over a channels-last
-    input (oneDNN's convolutions otherwise), the BNs folded and the kernels packed once
+    differentiable); ``cpu`` for float32 or bfloat16 CPU inputs outside autocast: where autograd
+    need not record the call, one pass of a compiled kernel over a channels-last input (oneDNN's
+    convolutions otherwise, where oneDNN is on and computes the dtype), the BNs folded and the kernels packed once
     (:mod:`.weight_cache`); where it must, the float32 kernels of :func:`depthwise_convs`.
 
     Args:

@@ -62,8 +62,9 @@ def mlp_inputs(dtype=torch.float32):
     x = torch.randn(2, 5, 7, 12, dtype=dtype)
     params = [torch.randn(48, 12), torch.randn(48), torch.randn(12, 48), torch.randn(12),
               torch.rand(12) + 0.5]
-    return x, [p.to(dtype) for p in params], torch.randn(2, 7, 12, 5, dtype=dtype).permute(
-        0, 1, 3, 2)  # a residual with other strides, as the NHWC view of an NCHW tensor
+    # the residual with other strides: the NHWC view of an NCHW tensor
+    return x, [p.to(dtype) for p in params], torch.randn(2, 12, 5, 7, dtype=dtype).permute(
+        0, 2, 3, 1)
 
 
 def mlp_reference(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, gamma, residual, approximate):
