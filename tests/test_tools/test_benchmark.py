@@ -10,7 +10,7 @@ import torch
 
 from mmslak.analysis.op_profile import LABEL, event_category
 from mmslak.models.backbones import SLaK
-from mmslak.models.layers.depthwise_kernel import kernel_isa
+from mmslak.ops import kernel_isa
 from mmslak.utils.torch_compat import autocast_supports
 from ..conftest import needs_cpu_grad_scaler, needs_cpu_half_matmul
 
