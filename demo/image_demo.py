@@ -10,7 +10,8 @@ import os.path as osp
 
 import mmcv
 
-from mmslak.analysis import load_downstream_config, load_whole_model
+from mmslak.analysis import load_downstream_config
+from mmslak.checkpoint import load_weights
 
 NO_STRICT = '--no-strict'
 
@@ -39,7 +40,7 @@ def parse_args(argv=None):
 
 def _checked_inferencer(upstream, checkpoint, strict):
     """A subclass of the ``upstream`` inferencer class that loads ``checkpoint`` through
-    :func:`mmslak.analysis.load_whole_model`.
+    :func:`mmslak.checkpoint.load_weights`.
 
     Upstream loads with ``strict=False``: a checkpoint of another model would leave random
     weights behind a log line, and the demo would draw their predictions.
@@ -50,7 +51,7 @@ def _checked_inferencer(upstream, checkpoint, strict):
         def _load_weights_to_model(self, model, _, cfg):
             loaded = None
             if checkpoint is not None:
-                loaded = load_whole_model(model, checkpoint, strict, opt_out=NO_STRICT)
+                loaded = load_weights(model, checkpoint, strict, opt_out=NO_STRICT)
                 # upstream reads the class names from the meta; the weights are in place already
                 loaded = dict(loaded, state_dict=model.state_dict())
             super()._load_weights_to_model(model, loaded, cfg)

@@ -7,10 +7,9 @@ import os.path as osp
 from mmengine.logging import print_log
 
 from mmslak.analysis import (build_downstream_model, dummy_batch, load_downstream_config,
-                             load_whole_model, slak_backbone_config)
-from mmslak.models.backbones.slak_checkpoint import (FUSED_BRANCH_KEY, convert_official_keys,
-                                                     state_dict_from_checkpoint)
-from mmslak.utils import load_official_checkpoint
+                             slak_backbone_config)
+from mmslak.checkpoint import load_weights, read_checkpoint, recognise
+from mmslak.models.backbones.slak_checkpoint import is_deploy_form
 from .export_checks import check_export
 from .onnx_export import export_onnx
 from .traceable import prepare_for_export, traceable
@@ -43,14 +42,13 @@ def load_for_export(config, checkpoint, cfg_options=None):
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     backbone = slak_backbone_config(cfg)
-    loaded = load_official_checkpoint(checkpoint)  # read once: for its form, then to load
-    state_dict = convert_official_keys(state_dict_from_checkpoint(loaded))
+    loaded = read_checkpoint(checkpoint)  # read once: for its form, then to load
     # a checkpoint written by reparameterize.py holds the branches fused
-    in_deploy_form = any(FUSED_BRANCH_KEY.search(key) for key in state_dict)
+    in_deploy_form = is_deploy_form(recognise(loaded).state_dict)
     backbone.deploy = bool(backbone.get('deploy')) or in_deploy_form
     backbone.init_cfg = None  # the checkpoint holds every weight
     model = build_downstream_model(cfg)
-    load_whole_model(model, checkpoint, checkpoint=loaded)
+    load_weights(model, checkpoint, checkpoint=loaded)
     return prepare_for_export(model), cfg
 
 

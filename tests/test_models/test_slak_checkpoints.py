@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mmslak  # noqa: F401
-from mmslak.analysis import load_backbone_checkpoint
+from mmslak.checkpoint import load_weights
 from mmslak.models.backbones.slak_checkpoint import likely_causes
 from mmslak.registry import MODELS
 from mmslak.utils import safe_load
@@ -237,11 +237,11 @@ def test_likely_causes_of_single_and_whole_keys(fixture_arch):
         'the checkpoint has no layer scale: build with layer_scale_init_value=0']
 
 
-def test_load_backbone_checkpoint_refuses_non_finite_weights(fixture_arch, tmp_path):
+def test_load_weights_auto_prefix_refuses_non_finite_weights(fixture_arch, tmp_path):
     nan = torch.full_like(official_state_dict()[BN_VAR], float('nan'))
     path = save_modified(tmp_path, 'nan.pth', {BN_VAR: nan})
     backbone = MODELS.build(fixture_arch)
     with pytest.raises(ValueError, match='NaN or infinite'):
-        load_backbone_checkpoint(backbone, path)
-    load_backbone_checkpoint(backbone, path, allow_non_finite=True)
+        load_weights(backbone, path, prefix='auto')
+    load_weights(backbone, path, prefix='auto', allow_non_finite=True)
     assert torch.isnan(backbone.stages[1][0].large_kernel.vertical.bn.running_var).all()

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging.history_buffer import HistoryBuffer
 
-from mmslak.utils import load_official_checkpoint, safe_load
+from mmslak.checkpoint import read_checkpoint
+from mmslak.utils import safe_load
 from mmslak.utils.safe_load import LOAD_ERRORS, RefusedPickleError
 from ..conftest import OFFICIAL_CKPT
 
@@ -251,8 +252,8 @@ IMPORT_LEAVES_SAFE_GLOBALS = f"""
 import torch
 before = list(torch.serialization.get_safe_globals())
 import mmslak
-from mmslak.utils import load_official_checkpoint
-load_official_checkpoint({OFFICIAL_CKPT!r})
+from mmslak.checkpoint import read_checkpoint
+read_checkpoint({OFFICIAL_CKPT!r})
 after = list(torch.serialization.get_safe_globals())
 # torch's own modules (torch.distributed.tensor, imported by mmengine) add their classes
 added = [entry for entry in after if entry not in before and getattr(
@@ -338,7 +339,7 @@ def test_runner_checkpoint_loads_with_its_history(tmp_path):
 
 
 def test_official_file_loads_with_its_namespace():
-    checkpoint = load_official_checkpoint(OFFICIAL_CKPT)
+    checkpoint = read_checkpoint(OFFICIAL_CKPT)
     assert isinstance(checkpoint['args'], argparse.Namespace)
     reference = torch.load(OFFICIAL_CKPT, map_location='cpu', weights_only=False)
     assert vars(checkpoint['args']) == vars(reference['args'])
@@ -357,7 +358,7 @@ def test_urls_download_once_then_load_safely(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
     url = 'https://example.com/weights/slak_tiny.pth?download=1'
     for _ in range(2):
-        assert 'model' in load_official_checkpoint(url)
+        assert 'model' in read_checkpoint(url)
     assert downloads == [url]
     assert (tmp_path / 'hub' / 'checkpoints' / 'slak_tiny.pth').is_file()
 
@@ -367,9 +368,9 @@ def test_other_backends_are_read_into_memory(tmp_path, monkeypatch):
     files = {'s3://bucket/ok.pth': open(OFFICIAL_CKPT, 'rb').read(),
              's3://bucket/evil.pth': evil.read_bytes()}
     monkeypatch.setattr('mmengine.fileio.get', lambda name, *args, **kwargs: files[name])
-    assert 'model' in load_official_checkpoint('s3://bucket/ok.pth')
+    assert 'model' in read_checkpoint('s3://bucket/ok.pth')
     with pytest.raises(ValueError, match='s3://bucket/evil.pth was refused .*posix.system'):
-        load_official_checkpoint('s3://bucket/evil.pth')
+        read_checkpoint('s3://bucket/evil.pth')
 
 
 def numpy_checkpoints():

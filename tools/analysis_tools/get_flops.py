@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 
 from mmslak.analysis import (build_downstream_model, complexity_by_group, dummy_batch,
-                             load_backbone_checkpoint, load_downstream_config, simulate_sparsity,
-                             slak_backbone_config, slak_stage_groups)
+                             load_downstream_config, simulate_sparsity, slak_backbone_config,
+                             slak_stage_groups)
+from mmslak.checkpoint import load_weights
 from mmslak.models import SLaK
 
 COLUMNS = ('part', 'params', 'params (sparse)', 'FLOPs', 'FLOPs (sparse)', 'density')
@@ -90,7 +91,7 @@ def count(args):
     build = backbone_only if args.arch else whole_model
     model, backbone, inputs, groups, title = build(args.arch or args.config, args.shape)
     if args.checkpoint:
-        load_backbone_checkpoint(backbone, args.checkpoint)
+        load_weights(backbone, args.checkpoint, prefix='auto')
         weights = f'backbone weights from {args.checkpoint}'
     elif args.sparsity:
         simulate_sparsity(backbone, args.sparsity)

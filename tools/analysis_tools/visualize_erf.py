@@ -21,9 +21,9 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
 
-from mmslak.analysis import (accumulate_erf, high_contribution_area_ratios,
-                             load_backbone_checkpoint, load_downstream_config, save_erf_figure,
-                             slak_backbone_config)
+from mmslak.analysis import (accumulate_erf, high_contribution_area_ratios, load_downstream_config,
+                             save_erf_figure, slak_backbone_config)
+from mmslak.checkpoint import load_weights
 from mmslak.models import SLaK
 from mmslak.registry import MODELS
 
@@ -100,7 +100,7 @@ def build_backbone(cfg, checkpoint, layer_scale, seed):
     with _quiet_logs():
         backbone.init_weights()
     if checkpoint is not None:
-        load_backbone_checkpoint(backbone, checkpoint)
+        load_weights(backbone, checkpoint, prefix='auto')
     return backbone.eval()
 
 

@@ -17,11 +17,10 @@ import torch
 
 from mmslak import __version__
 from mmslak.analysis import slak_stage_groups
-from mmslak.models.backbones.slak_checkpoint import (CLASSIFIER_KEY, convert_official_keys,
-                                                     state_dict_from_checkpoint)
-from mmslak.utils import check_finite, load_official_checkpoint
+from mmslak.checkpoint import (BACKBONE_PREFIX, Scope, check_finite, read_checkpoint, recognise,
+                               translate_keys)
+from mmslak.models.backbones.slak_checkpoint import CLASSIFIER_KEY, SLAK_CHECKPOINT_FORMAT
 
-BACKBONE_PREFIX = 'backbone.'
 # Official training arguments worth keeping, as plain values.
 ARGS_TO_KEEP = ('model', 'kernel_size', 'width_factor', 'Decom', 'LoRA', 'sparse', 'sparsity',
                 'drop_path')
@@ -48,11 +47,12 @@ def checkpoint_format(checkpoint, filename):
     Raises:
         ValueError: If the checkpoint is of neither layout.
     """
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('model'), dict):
-        return 'imagenet'
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict) and any(
-            key.startswith(BACKBONE_PREFIX) for key in checkpoint['state_dict']):
-        return 'downstream'
+    if isinstance(checkpoint, dict):
+        layout = recognise(checkpoint)
+        if layout.entry == 'model':
+            return 'imagenet'
+        if layout.entry == 'state_dict' and layout.whole_model:
+            return 'downstream'
     found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
     raise ValueError(f'{filename} is not an official SLaK checkpoint: expected an ImageNet file '
                      "with a 'model' entry or a downstream file whose 'state_dict' has "
@@ -70,18 +70,13 @@ def convert_state_dict(checkpoint, fmt):
         tuple[OrderedDict, list[str], int]: The converted state dict, the dropped (classifier)
         keys and the number of keys whose name changed.
     """
-    source = state_dict_from_checkpoint(checkpoint)
-    if fmt == 'imagenet':
-        renamed = convert_official_keys(source)
-        kept = OrderedDict((key, value) for key, value in renamed.items()
-                           if not CLASSIFIER_KEY.match(key))
-        dropped = [key for key in renamed if key not in kept]
-    else:
-        kept = OrderedDict((BACKBONE_PREFIX + key, value)
-                           for key, value in convert_official_keys(source, BACKBONE_PREFIX).items())
-        kept.update((key, value) for key, value in source.items()
-                    if not key.startswith(BACKBONE_PREFIX))
-        dropped = []
+    source = recognise(checkpoint).state_dict
+    # the backbone's keys: all of an ImageNet file's, those under backbone. of a downstream one
+    prefix = '' if fmt == 'imagenet' else BACKBONE_PREFIX
+    renamed = translate_keys(source, scopes=[Scope(prefix, None, SLAK_CHECKPOINT_FORMAT)])
+    kept = OrderedDict((key, value) for key, value in renamed.items()
+                       if fmt != 'imagenet' or not CLASSIFIER_KEY.match(key))
+    dropped = [key for key in renamed if key not in kept]
     originals = [re.sub(r'^module\.', '', key) for key in source]
     changed = len(set(kept) - set(originals))
     return kept, dropped, changed
@@ -170,7 +165,7 @@ def convert(src, dst, allow_non_finite=False):
     dst_dir = osp.dirname(osp.abspath(dst))
     if not osp.isdir(dst_dir):
         raise FileNotFoundError(f'Output folder does not exist: {dst_dir}')
-    checkpoint = load_official_checkpoint(src)
+    checkpoint = read_checkpoint(src)
     fmt = checkpoint_format(checkpoint, src)
     state_dict, dropped, changed = convert_state_dict(checkpoint, fmt)
     check_finite(state_dict, src, allow_non_finite)

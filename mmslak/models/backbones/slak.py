@@ -10,13 +10,13 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmslak.checkpoint import load_weights
 from mmslak.models.layers import LargeKernelConv, LayerNorm2d, SLaKBlock
 from mmslak.models.utils import (add_weight_masks, apply_weight_masks, density_by_prefix,
                                  fill_missing_masks)
 from mmslak.ops import preferred_memory_format, use_ops
 from mmslak.registry import MODELS
 from mmslak.utils.torch_compat import register_load_state_dict_pre_hook
-from .slak_checkpoint import load_slak_checkpoint
 
 MIN_INPUT_SIZE = 32
 
@@ -262,8 +262,8 @@ class SLaK(BaseModule):
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             if init_cfg.get('checkpoint') is not None:
-                load_slak_checkpoint(self, init_cfg['checkpoint'], init_cfg.get('prefix', ''),
-                                     init_cfg.get('allow_non_finite', False))
+                load_weights(self, init_cfg['checkpoint'], prefix=init_cfg.get('prefix', ''),
+                             allow_non_finite=init_cfg.get('allow_non_finite', False))
                 self._is_init = True
                 return
             # The recipes leave the checkpoint for the user to set; say loudly that none is used.

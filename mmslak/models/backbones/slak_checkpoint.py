@@ -1,16 +1,17 @@
-"""Reading SLaK weights from official and OpenMMLab checkpoints.
+"""SLaK's checkpoint format: official key names, what a pretrained file may hold, likely causes.
 
-Official names are translated to mmslak names: ``LoRA1``/``Decom1`` (k x s) -> ``vertical``,
-``LoRA2``/``Decom2`` (s x k) -> ``horizontal``, ``small_conv`` -> ``small``, ``lkb_origin`` and
-``lkb_reparam`` (k x k) -> ``square``. Everything else keeps its name.
+Registered with the checkpoint pipeline (:mod:`mmslak.checkpoint`) at import, so every loader and
+the runner translate and diagnose SLaK weights without importing the backbone. Official names
+are translated to mmslak names: ``LoRA1``/``Decom1`` (k x s) -> ``vertical``, ``LoRA2``/``Decom2``
+(s x k) -> ``horizontal``, ``small_conv`` -> ``small``, ``lkb_origin`` and ``lkb_reparam``
+(k x k) -> ``square``. Everything else keeps its name.
 """
 import re
-from collections import OrderedDict
 
-from mmengine.logging import print_log
-
-from mmslak.utils import load_official_checkpoint
-from mmslak.utils.checkpoint_checks import check_dtypes, check_finite, mismatch_details, short_list
+from mmslak.checkpoint import CheckpointFormat, register_format
+from mmslak.models.utils.sparse_masks import MASK_SUFFIX
+from mmslak.utils.messages import short_list
+from .slak import SLaK
 
 OFFICIAL_KEY_RENAMES = (
     (re.compile(r'\.(LoRA1|Decom1)\.'), '.vertical.'),
@@ -21,51 +22,11 @@ OFFICIAL_KEY_RENAMES = (
 # The ImageNet classifier (final norm and head) has no place in a dense-prediction backbone.
 CLASSIFIER_KEY = re.compile(r'^(norm|head)\.')
 OUT_NORM_KEY = re.compile(r'^norm\d\.')
+# Masks of sparse weights: derived from the zeros of the weights when a checkpoint lacks them.
+MASK_KEY = re.compile(re.escape('weight' + MASK_SUFFIX) + '$')
 # Keys of the large-kernel branches in the fused deploy form (one biased conv each); the
 # training form has a conv and a BN under each branch instead.
 FUSED_BRANCH_KEY = re.compile(r'\.(vertical|horizontal|square)\.(weight|bias)$')
-
-
-def state_dict_from_checkpoint(checkpoint):
-    """The state dict inside a checkpoint of any official or OpenMMLab layout.
-
-    ImageNet files keep the weights under ``model`` (``model_ema`` is a separate average and is not
-    used), OpenMMLab files under ``state_dict``; a bare state dict is returned as it is.
-    """
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f'A checkpoint must be a dict, got {type(checkpoint).__name__}')
-    for key in ('model', 'state_dict', 'module'):
-        if isinstance(checkpoint.get(key), dict):
-            return checkpoint[key]
-    return checkpoint
-
-
-def convert_official_keys(state_dict, prefix=''):
-    """Select the keys under ``prefix``, strip it and ``module.``, and rename official keys.
-
-    Args:
-        state_dict (dict): Official or mmslak state dict.
-        prefix (str): Keep only keys starting with this prefix (e.g. ``'backbone.'``), stripped.
-
-    Returns:
-        OrderedDict: The state dict in mmslak naming.
-    """
-    converted = OrderedDict()
-    for key, value in state_dict.items():
-        key = re.sub(r'^module\.', '', key)
-        if not key.startswith(prefix):
-            continue
-        key = key[len(prefix):]
-        for pattern, replacement in OFFICIAL_KEY_RENAMES:
-            key = pattern.sub(replacement, key)
-        converted[key] = value
-    if not converted:
-        sample = ', '.join(list(state_dict)[:3])
-        raise ValueError(f'No key of the checkpoint starts with prefix {prefix!r} '
-                         f'(its keys look like: {sample})')
-    return converted
-
-
 BLOCK_KEY = re.compile(r'^stages\.(\d+)\.(\d+)\.')
 
 
@@ -81,7 +42,7 @@ def _blocks(keys):
 
 def _whole_blocks(backbone, missing, unexpected):
     """The blocks missing from the checkpoint as a whole, and the blocks the model lacks."""
-    model_blocks = _blocks(key for key in backbone.state_dict() if not key.endswith('weight_mask'))
+    model_blocks = _blocks(key for key in backbone.state_dict() if not MASK_KEY.search(key))
     missing_blocks = _blocks(missing)
     absent = [block for block, keys in missing_blocks.items()
               if set(keys) >= set(model_blocks.get(block, ()))]
@@ -145,54 +106,25 @@ def likely_causes(backbone, missing, unexpected, mismatched):
     return causes or ['the checkpoint is not a SLaK backbone of this configuration']
 
 
-def load_slak_checkpoint(backbone, filename, prefix='', allow_non_finite=False):
-    """Load SLaK weights into ``backbone``, refusing any checkpoint that does not fit.
-
-    Keys that legitimately differ are reported in the log: the ImageNet classifier (``norm``,
-    ``head``) and output norms the backbone does not use are skipped, and output norms absent from
-    the checkpoint keep their initialisation. Masks of sparse weights absent from the checkpoint are
-    derived from its zeros. Any other missing or unexpected key, a shape mismatch, an integer
-    tensor for a floating-point one, or a NaN or infinite value raises.
+def is_deploy_form(state_dict):
+    """Whether SLaK weights (official or mmslak names) are in the fused deploy form.
 
     Args:
-        backbone (SLaK): The backbone to load into.
-        filename (str): Path or URL of the checkpoint.
-        prefix (str): Prefix of the backbone's keys, e.g. ``'backbone.'`` for a detector or
-            segmentor checkpoint. Defaults to ``''``.
-        allow_non_finite (bool): Load NaN and infinite values (with a warning) instead of
-            refusing them. Defaults to False.
+        state_dict (dict): A backbone's or a whole model's weights.
 
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If the file is not a readable checkpoint, does not fit the backbone or holds
-            non-finite values.
+    Returns:
+        bool: True if some large-kernel branch is one biased conv (``reparameterize.py``).
     """
-    state_dict = convert_official_keys(
-        state_dict_from_checkpoint(load_official_checkpoint(filename)), prefix)
-    model_state = backbone.state_dict()
-    skipped = [key for key in state_dict if key not in model_state and (
-        CLASSIFIER_KEY.match(key) or OUT_NORM_KEY.match(key) or key.endswith('weight_mask'))]
-    unexpected = [key for key in state_dict if key not in model_state and key not in skipped]
-    absent = [key for key in model_state if key not in state_dict]
-    fresh_norms = [key for key in absent if OUT_NORM_KEY.match(key)]
-    missing = [key for key in absent if key not in fresh_norms and not key.endswith('weight_mask')]
-    mismatched = [(key, tuple(state_dict[key].shape), tuple(model_state[key].shape))
-                  for key in state_dict
-                  if key in model_state and state_dict[key].shape != model_state[key].shape]
-    if missing or unexpected or mismatched:
-        causes = likely_causes(backbone, missing, unexpected, mismatched)
-        raise ValueError(f'Checkpoint {filename} does not fit this SLaK backbone; likely cause: '
-                         + '; '.join(causes) + '.\n' +
-                         '\n'.join(mismatch_details(missing, unexpected, mismatched)))
-    for key in skipped:
-        state_dict.pop(key)
-    check_dtypes(state_dict, model_state, filename)
-    check_finite(state_dict, filename, allow_non_finite)
-    backbone.load_state_dict(state_dict, strict=False)
-    print_log(f'Loaded {len(state_dict)} SLaK tensors from {filename}', logger='current')
-    if skipped:
-        print_log(f'Skipped checkpoint keys the backbone does not use: {short_list(skipped)}',
-                  logger='current')
-    if fresh_norms:
-        print_log('Output norms not in the checkpoint keep their initialisation: '
-                  f'{short_list(fresh_norms)}', logger='current')
+    return any(FUSED_BRANCH_KEY.search(SLAK_CHECKPOINT_FORMAT.rename(key)) for key in state_dict)
+
+
+SLAK_CHECKPOINT_FORMAT = register_format(CheckpointFormat(
+    name='SLaK',
+    module_type=SLaK,
+    diagnose=likely_causes,
+    renames=OFFICIAL_KEY_RENAMES,
+    derived=(MASK_KEY, ),
+    # an ImageNet file's classifier, output norms of other out_indices, masks of a sparse file
+    unused=(CLASSIFIER_KEY, OUT_NORM_KEY, MASK_KEY),
+    fresh=(OUT_NORM_KEY, ),
+    fresh_name='Output norms'))

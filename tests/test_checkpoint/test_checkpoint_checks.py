@@ -1,15 +1,15 @@
-"""mmslak.utils: checks of a checkpoint's tensors, and errors that name a file they cannot read."""
+"""mmslak.checkpoint: tensor checks, and errors that name a file the pipeline cannot read."""
 import os
 import re
 
 import pytest
 import torch
 
-from mmslak.analysis import load_backbone_checkpoint
+from mmslak.checkpoint import (check_dtypes, check_finite, load_weights, non_finite_tensors,
+                               read_checkpoint)
 from mmslak.models import SLaK
 from mmslak.registry import MODELS
-from mmslak.utils import (check_dtypes, check_finite, load_official_checkpoint, non_finite_tensors,
-                          short_list)
+from mmslak.utils import short_list
 from ..test_tools.conftest import load_tool
 
 TINY = dict(arch=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64]), kernel_size=[13, 11, 9, 7, 3])
@@ -51,26 +51,25 @@ BAD_FILES = {
 def test_unreadable_files_are_named(kind, tmp_path):
     path = write_bad_file(tmp_path / f'{kind}.pth', kind)
     with pytest.raises(ValueError, match=BAD_FILES[kind]) as error:
-        load_official_checkpoint(path)
+        read_checkpoint(path)
     assert path in str(error.value)
 
 
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='Checkpoint not found: .*missing.pth'):
-        load_official_checkpoint(str(tmp_path / 'missing.pth'))
+        read_checkpoint(str(tmp_path / 'missing.pth'))
     with pytest.raises(FileNotFoundError, match='is a folder'):
-        load_official_checkpoint(str(tmp_path))
+        read_checkpoint(str(tmp_path))
 
 
 def test_an_unsafe_pickle_runs_nothing(tmp_path, capfd):
     path = write_bad_file(tmp_path / 'unsafe.pth', 'unsafe')
     with pytest.raises(ValueError, match='could run code'):
-        load_official_checkpoint(path)
+        read_checkpoint(path)
     assert 'unsafe' not in capfd.readouterr().out
 
 
-@pytest.mark.parametrize('reader', ['init_cfg', 'load_backbone_checkpoint', 'slak2mmslak',
-                                    'get_flops'])
+@pytest.mark.parametrize('reader', ['init_cfg', 'load_weights', 'slak2mmslak', 'get_flops'])
 def test_every_reader_names_a_text_file(reader, tmp_path, monkeypatch):
     """A text file once gave ``IndexError: pop from empty list`` or ``KeyError`` here."""
     path = write_bad_file(tmp_path / 'config.pth', 'text')
@@ -79,8 +78,8 @@ def test_every_reader_names_a_text_file(reader, tmp_path, monkeypatch):
         if reader == 'init_cfg':
             MODELS.build(dict(type='mmslak.SLaK', **TINY,
                               init_cfg=dict(type='Pretrained', checkpoint=path))).init_weights()
-        elif reader == 'load_backbone_checkpoint':
-            load_backbone_checkpoint(SLaK(**TINY), path)
+        elif reader == 'load_weights':
+            load_weights(SLaK(**TINY), path, prefix='auto')
         elif reader == 'slak2mmslak':
             load_tool('tools/model_converters/slak2mmslak.py').main(
                 [path, str(tmp_path / 'out.pth')])

@@ -2,49 +2,15 @@
 
 ``load_state_dict`` copies NaN and infinite values as they are, and casts an integer or boolean
 tensor into a floating-point parameter without a word; both give a model that runs and computes
-garbage. Every mmslak loader runs these checks first.
+garbage. The checkpoint pipeline runs these checks before it loads (and the converters before they
+write).
 """
 import logging
 
 import torch
 from mmengine.logging import print_log
 
-
-def short_list(items, limit=8):
-    """The first ``limit`` items joined by commas, with the total count when there are more.
-
-    Args:
-        items (Iterable): The items, shown with ``str``.
-        limit (int): The most items shown. Defaults to 8.
-
-    Returns:
-        str: E.g. ``'a, b, c ... (12 in all)'``.
-    """
-    items = list(items)
-    shown = ', '.join(str(item) for item in items[:limit])
-    return shown + (f' ... ({len(items)} in all)' if len(items) > limit else '')
-
-
-def mismatch_details(missing, unexpected, mismatched):
-    """Lines listing the keys of a checkpoint that do not fit a model, kind by kind.
-
-    Args:
-        missing (list[str]): Keys of the model that the checkpoint lacks.
-        unexpected (list[str]): Keys of the checkpoint that the model lacks.
-        mismatched (list[tuple]): ``(key, checkpoint shape, model shape)``.
-
-    Returns:
-        list[str]: One line per kind that occurs.
-    """
-    lines = []
-    if mismatched:
-        lines.append('shape mismatch (checkpoint vs model): ' + short_list(
-            f'{key} {ckpt} vs {own}' for key, ckpt, own in mismatched))
-    if missing:
-        lines.append('missing from the checkpoint: ' + short_list(missing))
-    if unexpected:
-        lines.append('not in the model: ' + short_list(unexpected))
-    return lines
+from mmslak.utils.messages import short_list
 
 
 def non_finite_tensors(state_dict):
