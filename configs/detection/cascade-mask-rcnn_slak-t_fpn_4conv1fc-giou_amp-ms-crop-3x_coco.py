@@ -3,7 +3,7 @@
 _base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'  # noqa: E501
 custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 # Also under mmdet's/mmseg's own tools/train.py: checkpoints are read safely and checked.
-runner_type = 'mmslak.CheckedRunner'
+runner_type = 'mmslak.ToolRunner'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -3,7 +3,7 @@
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
 custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 # Also under mmdet's/mmseg's own tools/train.py: checkpoints are read safely and checked.
-runner_type = 'mmslak.CheckedRunner'
+runner_type = 'mmslak.ToolRunner'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 
-from mmslak.engine.runner import CheckedRunner
+from mmslak.engine.runner import ToolRunner
 from mmslak.stack import check_task
 from .cpu_distributed import init_cpu_process_group
 
@@ -175,8 +175,9 @@ def add_training_safeguards(cfg):
 
 def build_runner(cfg):
     """Build the config's runner after :func:`prepare_launcher`: ``runner_type`` if the config
-    names one, else ``mmslak.CheckedRunner`` (checkpoints load only if they fit)."""
+    names one, else ``mmslak.ToolRunner`` (checkpoints load only if they fit, failing data files
+    are named, one process writes the test metrics)."""
     prepare_launcher(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return CheckedRunner.from_cfg(cfg)
+    return ToolRunner.from_cfg(cfg)

@@ -73,8 +73,8 @@ def test_results_without_files_raise_the_original_error():
 
 
 def test_the_tools_runner_names_the_file(demo_dataset):
-    """tools/train.py and tools/test.py build their data loaders through CheckedRunner."""
-    from mmslak.engine import CheckedRunner
+    """tools/train.py and tools/test.py build their data loaders through ToolRunner."""
+    from mmslak.engine import ToolRunner
     path = demo_dataset.get_data_info(0)['seg_map_path']
     with open(path, 'wb') as file:
         file.write(b'not a png')
@@ -82,6 +82,6 @@ def test_the_tools_runner_names_the_file(demo_dataset):
     loader_cfg = dict(cfg.train_dataloader, batch_size=1, num_workers=0,
                       persistent_workers=False, sampler=dict(type='DefaultSampler', shuffle=False))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        loader = CheckedRunner.build_dataloader(loader_cfg)
+        loader = ToolRunner.build_dataloader(loader_cfg)
     with pytest.raises(ValueError, match=f'seg_map_path={path}'):
         next(iter(loader))

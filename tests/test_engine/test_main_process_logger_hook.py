@@ -9,7 +9,7 @@ from mmengine.hooks import LoggerHook
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
 
-from mmslak.engine import CheckedRunner, MainProcessLoggerHook
+from mmslak.engine import MainProcessLoggerHook, ToolRunner
 from mmslak.engine.hooks import main_process_logger_hook
 
 
@@ -46,8 +46,8 @@ class _Toy(BaseModel):
 
 @pytest.mark.parametrize('logger', [dict(type='LoggerHook'), dict(type='LoggerHook', interval=5),
                                     dict(type=LoggerHook)])
-def test_the_checked_runner_builds_loggerhook_as_the_single_writer(logger, tmp_path):
-    runner = CheckedRunner(model=_Toy(), work_dir=str(tmp_path), default_hooks=dict(logger=logger))
+def test_the_tool_runner_builds_loggerhook_as_the_single_writer(logger, tmp_path):
+    runner = ToolRunner(model=_Toy(), work_dir=str(tmp_path), default_hooks=dict(logger=logger))
     loggers = [hook for hook in runner.hooks if isinstance(hook, LoggerHook)]
     assert [type(hook) for hook in loggers] == [MainProcessLoggerHook]
     assert loggers[0].interval == logger.get('interval', 10)

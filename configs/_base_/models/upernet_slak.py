@@ -2,7 +2,7 @@
 _base_ = 'mmseg::_base_/models/upernet_r50.py'
 custom_imports = dict(imports=['mmslak'], allow_failed_imports=False)
 # Also under mmdet's/mmseg's own tools/train.py: checkpoints are read safely and checked.
-runner_type = 'mmslak.CheckedRunner'
+runner_type = 'mmslak.ToolRunner'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     pretrained=None,

@@ -11,8 +11,9 @@ class MainProcessLoggerHook(LoggerHook):
     mmengine's hook writes ``<timestamp>.json`` after a test from every process into the same
     file, opened for writing by each: with several processes the file can end up holding one
     process's line followed by the tail of another's, which no JSON reader accepts.
-    :class:`~mmslak.engine.runner.CheckedRunner` builds this hook wherever a config names
-    ``LoggerHook``; it takes the same arguments.
+    :class:`~mmslak.engine.runner.ToolRunner` builds this hook wherever a config names
+    ``LoggerHook`` (:class:`~mmslak.engine.runner.MainProcessLoggerMixin`); it takes the same
+    arguments.
     """
 
     def after_test_epoch(self, runner, metrics=None):

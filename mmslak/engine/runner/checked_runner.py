@@ -1,61 +1,23 @@
-from mmengine.hooks import LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from mmslak.checkpoint import STRIP_MODULE, load_weights, read_checkpoint
-from mmslak.engine.hooks import MainProcessLoggerHook
 from mmslak.registry import RUNNERS
 
 
 @RUNNERS.register_module()
 class CheckedRunner(Runner):
-    """mmengine's ``Runner`` that checks what it reads: checkpoints and data files.
+    """mmengine's ``Runner`` that loads a checkpoint only if it fits the whole model.
 
-    It loads a checkpoint (``load_from``, ``resume``, the checkpoint of ``tools/test.py``) only
-    if it fits the whole model, and its datasets name the files of a sample whose loading fails
-    (:func:`mmslak.datasets.name_files_in_errors`: a corrupt PNG is otherwise reported as
-    ``cannot identify image file <_io.BytesIO ...>``).
-
-    mmengine loads with ``strict=False``: a checkpoint of another architecture leaves the
-    layers it does not fit randomly initialised behind a log line, and a test or a training
-    then runs on them. This runner loads through the checkpoint pipeline
-    (:func:`mmslak.checkpoint.load_weights`), which raises instead, naming the keys and the
-    likely cause; the config option ``load_strict=False`` loads what fits, with a warning. It
-    also refuses NaN or infinite values (config option ``allow_non_finite=True`` loads them,
-    with a warning) and integer tensors for floating-point ones. ``tools/train.py`` and
-    ``tools/test.py`` build it unless the config names a ``runner_type``.
+    This covers ``load_from``, ``resume`` and the checkpoint of ``tools/test.py``. mmengine
+    loads with ``strict=False``: a checkpoint of another architecture leaves the layers it does
+    not fit randomly initialised behind a log line, and a test or a training then runs on them.
+    This runner loads through the checkpoint pipeline (:func:`mmslak.checkpoint.load_weights`),
+    which raises instead, naming the keys and the likely cause; the config option
+    ``load_strict=False`` loads what fits, with a warning. It also refuses NaN or infinite
+    values (config option ``allow_non_finite=True`` loads them, with a warning) and integer
+    tensors for floating-point ones. The tools build :class:`ToolRunner`, a subclass.
     """
-
-    def register_hook(self, hook, priority=None):
-        """Register ``hook``; a config of mmengine's ``LoggerHook`` builds
-        :class:`~mmslak.engine.hooks.MainProcessLoggerHook` (one writer of the test metrics).
-
-        Args:
-            hook (Hook | dict): The hook or its config.
-            priority (int | str | Priority, optional): Its priority. Defaults to None.
-        """
-        if isinstance(hook, dict) and hook.get('type') in ('LoggerHook', 'mmengine.LoggerHook',
-                                                           LoggerHook):
-            hook = dict(hook, type=MainProcessLoggerHook)
-        super().register_hook(hook, priority)
-
-    @staticmethod
-    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """mmengine's data loader, whose dataset names the files in its errors.
-
-        Args:
-            dataloader (DataLoader | dict): A data loader or its config.
-            seed (int, optional): Random seed of the workers. Defaults to None.
-            diff_rank_seed (bool): Give each process another seed. Defaults to False.
-
-        Returns:
-            DataLoader: The data loader.
-        """
-        # imported here: mmslak.datasets needs pycocotools, which a model-only install lacks
-        from mmslak.datasets import name_files_in_errors
-        loader = Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
-        name_files_in_errors(loader.dataset)
-        return loader
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=STRIP_MODULE):
