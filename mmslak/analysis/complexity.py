@@ -6,11 +6,13 @@ scaled by the density (fraction of non-zeros) of its weight. Biases, norms and p
 operations are counted in full. FLOPs are multiply-adds as counted by mmengine's
 :class:`~mmengine.analysis.FlopAnalyzer` (the convention of the ConvNeXt and SLaK papers).
 """
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
+from torch.overrides import TorchFunctionMode
 
 from .plain_ops import plain_ops
 
@@ -76,6 +78,38 @@ def _parameter_counts(model):
     }
 
 
+class _WeightFlops(TorchFunctionMode):
+    """Multiply-adds of each conv and linear weight, by identity: the ops take a layer's
+    weight, called through the module or not (the model layers call :mod:`mmslak.ops`, which
+    calls ``F.conv2d`` and ``F.linear`` with it). Each output element of a convolution or linear
+    layer costs one multiply-add per weight of its output channel, as FlopAnalyzer counts."""
+
+    FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d, F.linear}
+
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+        self.flops = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in self.FUNCTIONS:
+            weight = args[1] if len(args) > 1 else kwargs['weight']
+            name = self.names.get(id(weight))
+            if name is not None:
+                self.flops[name] += out.numel() * weight[0].numel()
+        return out
+
+
+def _weight_flops(model, inputs):
+    """``{layer name: dense multiply-adds}`` of the sparsifiable layers over one forward."""
+    names = {id(module.weight): name for name, module in _sparsifiable_layers(model)}
+    with _WeightFlops(names) as counter:
+        model(inputs)
+    return counter.flops
+
+
 def _flop_counts(model, inputs):
     """FLOPs of the sparsifiable layers and of every module.
 
@@ -91,9 +125,10 @@ def _flop_counts(model, inputs):
         analyzer = FlopAnalyzer(model, inputs)
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_module = analyzer.by_module()
+        by_weight = _weight_flops(model, inputs)
     counts = {}
     for name, module in _sparsifiable_layers(model):
-        dense = by_module.get(name, 0)
+        dense = by_weight.get(name, 0)
         density = float(torch.count_nonzero(module.weight)) / module.weight.numel()
         counts[name] = (dense, dense * density)
     total = by_module['']
