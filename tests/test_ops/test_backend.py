@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.multiprocessing.reductions import StorageWeakRef
 
 import mmslak
 from mmslak.ops import (EvalBatchNorm, block_mlp, depthwise_conv_sum, depthwise_convs,
@@ -126,12 +127,10 @@ def test_packed_weights_follow_the_parameters_and_free_them():
         torch.testing.assert_close(depthwise_conv_sum(x, weights, norms=norms), expected,
                                    atol=1e-4, rtol=1e-5)
         assert not torch.allclose(before, expected)
-    storage = weights[2].untyped_storage()
-    ref = __import__('weakref').ref(storage)
-    del storage
+    old = StorageWeakRef(weights[2].untyped_storage())
     weights[2].data = weights[2].data.double().float()  # new storage; the cache holds no old one
     gc.collect()
-    assert ref() is None
+    assert old.expired()
 
 
 def imports_of(path):
