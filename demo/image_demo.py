@@ -10,7 +10,7 @@ import os.path as osp
 
 import mmcv
 
-from mmslak.analysis import load_downstream_config
+from mmslak.apis import load_downstream_config
 from mmslak.checkpoint import load_weights
 
 NO_STRICT = '--no-strict'

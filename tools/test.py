@@ -13,7 +13,7 @@ except ImportError as error:
 
 from mmengine.evaluator import DumpResults
 
-from mmslak.utils.run_config import add_common_args, build_runner, enable_visualization, load_config
+from mmslak.apis import add_common_args, build_runner, enable_visualization, load_config
 
 
 def parse_args(argv=None):

@@ -15,8 +15,8 @@ except ImportError as error:
 from mmengine.logging import print_log
 from mmengine.runner import find_latest_checkpoint
 
-from mmslak.utils.run_config import (add_common_args, add_training_safeguards, build_runner,
-                                     enable_amp, load_config, task_of)
+from mmslak.apis import (add_common_args, add_training_safeguards, build_runner, enable_amp,
+                         load_config, task_of)
 
 
 def parse_args(argv=None):

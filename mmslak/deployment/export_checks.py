@@ -1,7 +1,7 @@
 """The checks of an ONNX export: the graph, and ONNX Runtime against PyTorch on random images."""
 import torch
 
-from mmslak.analysis import dummy_batch
+from mmslak.apis import dummy_batch
 from .graph_checks import check_depthwise_convs
 from .onnx_runtime import OrtRunner
 from .parity import argmax_agreement, features_from, match_detections, max_abs_difference

@@ -6,8 +6,8 @@ import os.path as osp
 
 from mmengine.logging import print_log
 
-from mmslak.analysis import (build_downstream_model, dummy_batch, load_downstream_config,
-                             slak_backbone_config)
+from mmslak.apis import (build_downstream_model, dummy_batch, load_downstream_config,
+                         slak_backbone_config)
 from mmslak.checkpoint import load_weights, read_checkpoint, recognise
 from mmslak.models.backbones.slak_checkpoint import is_deploy_form
 from .export_checks import check_export

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from mmslak.analysis import build_downstream_model, load_downstream_config, slak_backbone_config
+from mmslak.apis import build_downstream_model, load_downstream_config, slak_backbone_config
 from ..test_tools.conftest import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -6,7 +6,8 @@ import pytest
 import torch
 from mmengine.model import revert_sync_batchnorm
 
-from mmslak.analysis import build_downstream_model, load_downstream_config, load_whole_model
+from mmslak.apis import build_downstream_model, load_downstream_config
+from mmslak.checkpoint import load_weights
 from mmslak.deployment import (check_depthwise_convs, check_export, depthwise_convs, export_model,
                                export_module, export_onnx, load_for_export, traceable)
 from .conftest import CASCADE_CONFIG, FASTER_CONFIG, SEG_CONFIG, load_tool, save_random_checkpoint
@@ -83,7 +84,7 @@ def test_a_diverging_export_fails_the_check(seg_checkpoint, tmp_path):
 def test_a_training_form_branch_fails_the_graph_check(seg_checkpoint, tmp_path):
     cfg = load_downstream_config(SEG_CONFIG)
     model = revert_sync_batchnorm(build_downstream_model(cfg))
-    load_whole_model(model, seg_checkpoint)
+    load_weights(model, seg_checkpoint)
     model.eval()  # not switched: three depthwise convs and their BNs per block
     filename = str(tmp_path / 'training_form.onnx')
     with traceable(model):

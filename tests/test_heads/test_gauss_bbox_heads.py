@@ -87,7 +87,7 @@ def test_cascade_config_puts_a_gauss_head_in_every_stage():
 def test_demo_centroids_learn_ten_times_faster(config, stages):
     from mmengine.optim import build_optim_wrapper
 
-    from mmslak.analysis import build_downstream_model, load_downstream_config
+    from mmslak.apis import build_downstream_model, load_downstream_config
     cfg = load_downstream_config(config)
     model = build_downstream_model(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmslak.analysis import build_downstream_model, load_downstream_config
+from mmslak.apis import build_downstream_model, load_downstream_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'tests', 'data', 'configs')

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmslak.analysis import build_downstream_model
+from mmslak.apis import build_downstream_model
 from mmslak.datasets import make_tiny_datasets
 from mmslak.registry import MODELS
 from tests.distributed import LOOPBACK_ENV, free_port, run_launcher

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mmslak.analysis import (build_downstream_model, complexity_by_group, load_downstream_config,
-                             simulate_sparsity, slak_stage_groups)
+from mmslak.analysis import complexity_by_group, simulate_sparsity, slak_stage_groups
+from mmslak.apis import build_downstream_model, load_downstream_config
 from mmslak.models import SLaK
 from .conftest import DET_CONFIG, SEG_CONFIG, load_tool
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmslak.analysis import build_downstream_model, load_downstream_config
+from mmslak.apis import build_downstream_model, load_downstream_config
 from mmslak.models.layers import DepthwiseConvBN
 from .conftest import SEG_CONFIG, load_tool
 

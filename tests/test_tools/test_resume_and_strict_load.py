@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import InfiniteSampler
 
-from mmslak.analysis import build_downstream_model
+from mmslak.apis import build_downstream_model
 from mmslak.datasets import make_tiny_datasets
 from .conftest import ROOT, load_tool
 

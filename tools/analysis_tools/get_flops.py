@@ -11,9 +11,9 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from mmslak.analysis import (build_downstream_model, complexity_by_group, dummy_batch,
-                             load_downstream_config, simulate_sparsity, slak_backbone_config,
-                             slak_stage_groups)
+from mmslak.analysis import complexity_by_group, simulate_sparsity, slak_stage_groups
+from mmslak.apis import (build_downstream_model, dummy_batch, load_downstream_config,
+                         slak_backbone_config)
 from mmslak.checkpoint import load_weights
 from mmslak.models import SLaK
 

@@ -21,8 +21,8 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
 
-from mmslak.analysis import (accumulate_erf, high_contribution_area_ratios, load_downstream_config,
-                             save_erf_figure, slak_backbone_config)
+from mmslak.analysis import accumulate_erf, high_contribution_area_ratios, save_erf_figure
+from mmslak.apis import load_downstream_config, slak_backbone_config
 from mmslak.checkpoint import load_weights
 from mmslak.models import SLaK
 from mmslak.registry import MODELS

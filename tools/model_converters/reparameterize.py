@@ -13,8 +13,9 @@ import os.path as osp
 import torch
 
 from mmslak import __version__
-from mmslak.analysis import (build_downstream_model, load_downstream_config, load_whole_model,
-                             plain_ops, slak_backbone_config)
+from mmslak.analysis import plain_ops
+from mmslak.apis import build_downstream_model, load_downstream_config, slak_backbone_config
+from mmslak.checkpoint import load_weights
 
 
 def parse_args(argv=None):
@@ -76,7 +77,7 @@ def reparameterize(config, checkpoint, dst, shape=(224, 224), atol=1e-4, allow_n
     cfg = load_downstream_config(config)
     slak_backbone_config(cfg)
     model = build_downstream_model(cfg)
-    load_whole_model(model, checkpoint, allow_non_finite=allow_non_finite)
+    load_weights(model, checkpoint, allow_non_finite=allow_non_finite)
     model.eval()
     training_form = copy.deepcopy(model.backbone)
     model.backbone.switch_to_deploy()

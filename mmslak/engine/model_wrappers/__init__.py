@@ -1,3 +1,3 @@
-from .cpu_distributed import CPUDistributedDataParallel
+from .cpu_data_parallel import CPUDistributedDataParallel
 
 __all__ = ['CPUDistributedDataParallel']

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from mmslak.utils.run_config import task_of
+from .tool_config import task_of
 
 # The default scope of a config, and the data sample class its models expect.
 DOWNSTREAM_SCOPES = {

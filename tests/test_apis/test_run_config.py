@@ -6,9 +6,8 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
+from mmslak.apis import cpu_model_wrapper_cfg, cpu_process_group, enable_amp, prepare_launcher
 from mmslak.engine import CPUAmpOptimWrapper, CPUDistributedDataParallel
-from mmslak.utils import cpu_distributed
-from mmslak.utils.run_config import cpu_model_wrapper_cfg, enable_amp, prepare_launcher
 
 without_cuda = pytest.mark.skipif(torch.cuda.is_available(),
                                   reason='tests what a machine without CUDA does')
@@ -50,7 +49,7 @@ def test_launcher_variables_become_torch_ones(launcher, variables, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    cpu_distributed._export_launcher_environment(launcher)
+    cpu_process_group._export_launcher_environment(launcher)
     assert (os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['LOCAL_RANK'],
             os.environ['MASTER_ADDR'], os.environ['MASTER_PORT']) == \
         ('3', '4', '1', 'node0', '29500')
@@ -59,9 +58,9 @@ def test_launcher_variables_become_torch_ones(launcher, variables, monkeypatch):
 def test_missing_launcher_variables_are_named(monkeypatch):
     monkeypatch.delenv('SLURM_PROCID', raising=False)
     with pytest.raises(KeyError, match='SLURM_PROCID'):
-        cpu_distributed._export_launcher_environment('slurm')
+        cpu_process_group._export_launcher_environment('slurm')
     with pytest.raises(ValueError, match="Unknown launcher 'ssh'"):
-        cpu_distributed.init_cpu_process_group('ssh')
+        cpu_process_group.init_cpu_process_group('ssh')
 
 
 def _optim_cfg(**wrapper):
