@@ -11,8 +11,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
-from mmslak.models.utils import (erk_densities, iter_masked_weights, prune_and_regrow, random_mask,
-                                 reset_optimizer_state, snip_masks)
+from mmslak.engine.optimizers import reset_optimizer_state
+from mmslak.models.utils import (apply_masks, erk_densities, iter_masked_weights, prune_and_regrow,
+                                 random_mask, snip_masks)
 from mmslak.registry import HOOKS
 from mmslak.utils.torch_compat import add_step_hooks
 
@@ -240,11 +241,9 @@ class DynamicSparsityHook(Hook):
                 mask = random_mask(layer.mask.shape, densities[layer.name], self.generator)
                 layer.mask.copy_(mask)
 
-    @torch.no_grad()
     def _apply_masks(self):
         # the targets' masks and the fixed ones of the other layers
-        for layer in self._sparse:
-            layer.weight.mul_(layer.mask)
+        apply_masks((layer.weight, layer.mask) for layer in self._sparse)
 
     @torch.no_grad()
     def _draw_snip_masks(self):

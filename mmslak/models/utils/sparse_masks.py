@@ -31,10 +31,19 @@ def iter_masked_weights(module):
 
 
 @torch.no_grad()
-def apply_weight_masks(module):
-    """Zero the masked-out entries of every masked weight, in place."""
-    for _, weight, mask in iter_masked_weights(module):
+def apply_masks(masked):
+    """Zero the masked-out entries of weights, in place: the one place masks are applied.
+
+    Args:
+        masked (Iterable[tuple[torch.Tensor, torch.Tensor]]): ``(weight, mask)`` pairs.
+    """
+    for weight, mask in masked:
         weight.mul_(mask)
+
+
+def apply_weight_masks(module):
+    """Zero the masked-out entries of every masked weight of ``module``, in place."""
+    apply_masks((weight, mask) for _, weight, mask in iter_masked_weights(module))
 
 
 def fill_missing_masks(state_dict, prefix, mask_keys):
@@ -173,19 +182,3 @@ def prune_and_regrow(weight, mask, rate, generator=None, growth_scores=None):
     flat[regrown] = True
     mask.copy_(flat.view(mask.shape))
     return pruned, regrown
-
-
-def reset_optimizer_state(optimizer, param, indices):
-    """Zero the optimizer state of ``param`` at the flat ``indices`` (momenta, Adam moments).
-
-    Args:
-        optimizer (torch.optim.Optimizer): The optimizer that updates ``param``.
-        param (torch.nn.Parameter): The parameter whose state is reset.
-        indices (torch.Tensor): Flat indices into ``param``.
-    """
-    positions = torch.zeros(param.numel(), dtype=torch.bool, device=param.device)
-    positions[indices] = True
-    positions = positions.view(param.shape)
-    for value in optimizer.state.get(param, {}).values():
-        if torch.is_tensor(value) and value.shape == param.shape:
-            value.masked_fill_(positions, 0)
