@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the virtual environment of one supported stack and installs mmslak into it (editable,
-# PEP 660) with its test and deploy extras. Usage: tools/setup_env.sh [lock|legacy|forks].
+# PEP 660) with its test and deploy extras, and the triton one where the stack's torch allows it.
+# Usage: tools/setup_env.sh [lock|legacy|forks].
 #
 #   lock    Python 3.11, torch 2.13.0 (CPU wheel), upstream mmengine/mmcv/mmdet/mmsegmentation
 #   legacy  Python 3.10, torch 2.1.2, the same upstream OpenMMLab releases, numpy 1.26
@@ -24,6 +25,7 @@ case $STACK in
     PYTHON_VERSION=3.11
     DEFAULT_VENV=.venv
     MM_PACKAGES='mmengine mmcv mmdet mmsegmentation'
+    EXTRAS=tests,deploy,triton
     # mmcv 2.1.0's setup.py needs pkg_resources as setuptools<70 ships it. The run time's
     # setuptools is the lock file's: >=77.0.3 for mmslak's build, <82 for mmengine's pkg_resources.
     BUILD_SETUPTOOLS='setuptools==69.5.1' ;;
@@ -31,11 +33,14 @@ case $STACK in
     PYTHON_VERSION=3.10
     DEFAULT_VENV=.venv-legacy
     MM_PACKAGES='mmengine mmcv mmdet mmsegmentation'
+    # torch 2.1.2 pins triton 2.1.0, older than the triton backend's 3.4
+    EXTRAS=tests,deploy
     BUILD_SETUPTOOLS='setuptools==69.5.1' ;;
   forks)
     PYTHON_VERSION=3.12
     DEFAULT_VENV=.venv-forks
     MM_PACKAGES='onedl-mmengine onedl-mmcv onedl-mmdetection onedl-mmsegmentation'
+    EXTRAS=tests,deploy,triton
     # onedl-mmengine and onedl-mmcv need no pkg_resources: the lock file's (newest) setuptools.
     BUILD_SETUPTOOLS=''
     # torch 2.14's headers need C++20; onedl-mmcv 2.3.6's setup.py asks the compiler for C++17.
@@ -102,7 +107,7 @@ if [[ -f $STAMP && $(cat "$STAMP") == $(fingerprint) ]]; then
 elif [[ -x $PY ]] && check_imports 2>/dev/null; then
   # The packaging files changed but the stack is the pinned one: reinstalling mmslak is enough.
   step "reinstall mmslak (editable, PEP 660) into the pinned environment $VENV"
-  pip_install --no-build-isolation --no-deps -e "$ROOT[tests,deploy]"
+  pip_install --no-build-isolation --no-deps -e "$ROOT[$EXTRAS]"
   check_imports
   fingerprint > "$STAMP"
   echo "[setup:$STACK] done"
@@ -142,9 +147,9 @@ pip_install setuptools
 step "install ${MM[2]}, ${MM[3]}, pycocotools"
 pip_install "${MM[2]}" "${MM[3]}" pycocotools
 
-step "install mmslak (editable, PEP 660) with the test and deploy extras"
+step "install mmslak (editable, PEP 660) with the extras $EXTRAS"
 # No build isolation: builds with the setuptools installed above instead of fetching one.
-pip_install --no-build-isolation -e "$ROOT[tests,deploy]"
+pip_install --no-build-isolation -e "$ROOT[$EXTRAS]"
 
 step "check imports and pinned versions"
 check_imports

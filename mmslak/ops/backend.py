@@ -2,23 +2,30 @@
 
 Backends:
 
-- ``torch``: the reference. Plain ``F.conv2d`` / ``F.linear`` / ``F.gelu``, differentiable,
-  traceable and exportable; what every device without another backend runs (GPUs today).
+- ``torch``: the reference. Plain ``F.conv2d`` / ``F.batch_norm`` / ``F.linear`` / ``F.gelu``,
+  differentiable, traceable and exportable; what runs where no other backend applies.
 - ``cpu``: float32 (and, for inference, bfloat16) CPU tensors. The large depthwise kernels run
   through the AVX-512 or AVX2 C kernels of :mod:`mmslak.ops.cpu` on channels-last inputs, the
   linear layers through oneDNN with their GELU, bias and residual in the epilogue, weights packed
   once (see :mod:`mmslak.ops.weight_cache`). They exist because PyTorch's own CPU paths leave most
-  of the machine idle on SLaK: on a 2-vCPU AMD EPYC (AVX2) SLaK-T at 512 x 512 infers about 2.5x
-  and trains about 3x faster than the same network on plain ops (``benchmark.py``).
+  of the machine idle on SLaK: FIGURES.
+- ``triton``: the large depthwise op for CUDA tensors in float32, float16 and bfloat16
+  (:mod:`mmslak.ops.triton`), where PyTorch runs its generic depthwise kernel on NCHW inputs
+  (cuDNN takes only channels-last ones). Under ``auto`` it is chosen per kind of call by
+  measurement against PyTorch on NCHW and on channels-last (:mod:`mmslak.ops.measure`). An op
+  a backend does not implement (``block_mlp`` on ``triton``) runs on ``torch``.
 
 ``MMSLAK_OPS`` (read when :mod:`mmslak.ops` is imported) or :func:`use_ops` (a context manager,
 for benchmarks, export and tests) selects:
 
 - ``auto`` (the default): each call takes the ``cpu`` backend where it can compute it (the
   device, dtype, layout, availability of oneDNN and the C kernels, autocast and whether autograd
-  must record the call decide; see each op), else ``torch``.
+  must record the call decide; see each op); on CUDA the measured fastest of ``triton`` and
+  ``torch``; else ``torch``.
 - ``torch``: always the reference.
-- ``cpu``: the CPU backend, raising ``ValueError`` with the reason where it cannot compute a call.
+- ``cpu`` or ``triton``: that backend for the ops it implements, raising ``ValueError`` with the
+  reason where it cannot compute a call (``triton`` takes CPU tensors only when forced, under
+  ``TRITON_INTERPRET=1``).
 
 ``MMSLAK_CPU_KERNEL`` picks the C kernels' instruction set (:mod:`mmslak.ops.cpu.kernel_library`).
 """
@@ -27,7 +34,7 @@ import os
 
 import torch
 
-BACKENDS = ('auto', 'torch', 'cpu')
+BACKENDS = ('auto', 'torch', 'cpu', 'triton')
 
 
 def _checked(choice, source):
@@ -70,29 +77,34 @@ def needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def takes_cpu(op, reason):
-    """The one selection rule: whether ``op`` runs on the ``cpu`` backend.
+def select(op, candidates):
+    """The one selection rule: the backend that computes this call of ``op``.
 
     Args:
         op (str): The op's name, for the error.
-        reason (Callable[[], str | None]): Why the CPU backend cannot compute this call, or None
-            if it can; called only when the choice depends on it.
+        candidates (dict[str, Callable[[], str | None]]): For each backend other than ``torch``
+            that implements ``op``, in order of preference, why it cannot compute this call (or
+            None if it can); called only when the choice depends on it.
 
     Returns:
-        bool: True for the ``cpu`` backend, False for ``torch``.
+        str: ``'torch'`` or a key of ``candidates``.
 
     Raises:
-        ValueError: If ``cpu`` is forced and cannot compute the call.
+        ValueError: If a backend is forced that implements ``op`` and cannot compute the call.
     """
     choice = _Switch.choice
     if choice == 'torch':
-        return False
-    why = reason()
-    if why is not None and choice == 'cpu':
-        raise ValueError(f'MMSLAK_OPS=cpu, but the cpu backend cannot compute {op} here: {why}; '
-                         "use MMSLAK_OPS=auto (or mmslak.ops.use_ops('auto')) to fall back to "
-                         'torch')
-    return why is None
+        return 'torch'
+    if choice != 'auto':
+        if choice not in candidates:  # the forced backend has no such op: the reference
+            return 'torch'
+        why = candidates[choice]()
+        if why is not None:
+            raise ValueError(f'MMSLAK_OPS={choice}, but the {choice} backend cannot compute {op} '
+                             f"here: {why}; use MMSLAK_OPS=auto (or mmslak.ops.use_ops('auto')) "
+                             'to fall back to torch')
+        return choice
+    return next((name for name, why in candidates.items() if why() is None), 'torch')
 
 
 def preferred_memory_format(x):

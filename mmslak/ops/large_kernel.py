@@ -14,11 +14,14 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from mmslak.utils.torch_compat import cpu_autocast_enabled
-from .backend import needs_grad, takes_cpu
+from mmslak.utils.torch_compat import cpu_autocast_enabled, cuda_autocast_dtype
+from .backend import needs_grad, requested_backend, select
 from .cpu import depthwise as cpu_depthwise
 from .cpu import onednn
 from .cpu.kernel_library import kernel_lanes
+from .measure import MEASURED, call_key
+from .triton import kernels as triton_kernels
+from .triton import why_not_triton
 from .weight_cache import cached
 
 
@@ -35,12 +38,79 @@ def _why_not_cpu_convs(x, weights):
     return cpu_depthwise.why_not_kernel(x)
 
 
+def _why_not_triton(x, weights):
+    """The triton backend takes CUDA tensors, and CPU ones (its interpreter) only when forced."""
+    if x.device.type != 'cuda' and requested_backend() != 'triton':
+        return f'the input is on {x.device.type}'
+    return why_not_triton(x, weights)
+
+
+def _autocast(x, weights):
+    """``x`` and ``weights`` in the dtype CUDA autocast gives convolutions, where it is on."""
+    dtype = cuda_autocast_dtype() if x.device.type == 'cuda' else None
+    if dtype is None:
+        return x, weights
+    return x.to(dtype), [w.to(dtype) for w in weights]
+
+
+def _trial(run, x, weights, grad):
+    """A call of ``run(x, weights)`` on copies, with a backward through it if ``grad``."""
+    x, weights = x.detach().requires_grad_(grad), [w.detach().requires_grad_(grad)
+                                                   for w in weights]
+
+    def call():
+        with torch.set_grad_enabled(grad):
+            outs = run(x, weights)
+            if grad:
+                outs = outs if isinstance(outs, (tuple, list)) else [outs]
+                torch.autograd.grad(sum(out.float().sum() for out in outs), [x, *weights])
+
+    return call
+
+
+def _measured(op, x, weights, grad, runs):
+    """The fastest of ``runs`` (name to ``run(x, weights)``) for this kind of call, measured at
+    its first occurrence (:mod:`.measure`)."""
+    key = call_key(op, 'forward+backward' if grad else 'forward', x, weights)
+    return MEASURED.pick(key, {name: _trial(run, x, weights, grad) for name, run in runs.items()})
+
+
+def _torch_convs(x, weights):
+    return tuple(_conv(x, weight) for weight in weights)
+
+
+def _channels_last_convs(x, weights):
+    """``F.conv2d`` on a channels-last copy of ``x``, which cuDNN takes for depthwise kernels."""
+    return _torch_convs(x.contiguous(memory_format=torch.channels_last), weights)
+
+
+def _triton_convs(x, weights):
+    return triton_kernels().convs(*_autocast(x, weights))
+
+
+CONVS = {'torch': _torch_convs, 'torch_channels_last': _channels_last_convs,
+         'triton': _triton_convs, 'cpu': cpu_depthwise.convs}
+
+
+def _convs_backend(x, weights):
+    backend = select('depthwise_convs', {
+        'cpu': lambda: _why_not_cpu_convs(x, weights),
+        'triton': lambda: _why_not_triton(x, weights)})
+    if backend == 'triton' and requested_backend() == 'auto':
+        backend = _measured('depthwise_convs', x, weights, needs_grad(x, *weights),
+                            {name: CONVS[name] for name in ('triton', 'torch',
+                                                            'torch_channels_last')})
+    return backend
+
+
 def depthwise_convs(x, weights):
     """Bias-free depthwise convolutions of ``x``, one output per kernel (the training form).
 
     Backends: ``torch`` (``F.conv2d`` each); ``cpu`` for float32 channels-last CPU inputs outside
     autocast where a compiled kernel runs (:mod:`.cpu.depthwise`: one pass for all outputs and
-    its own backward, several times faster than oneDNN's).
+    its own backward, several times faster than oneDNN's); ``triton`` for CUDA tensors (one
+    launch for all outputs, one for the input gradient, one per weight gradient), chosen under
+    ``auto`` against ``F.conv2d`` on the input and on a channels-last copy by measurement.
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
@@ -49,9 +119,7 @@ def depthwise_convs(x, weights):
     Returns:
         tuple[Tensor]: ``conv(x, weights[i])`` for each kernel, differentiable.
     """
-    if takes_cpu('depthwise_convs', lambda: _why_not_cpu_convs(x, weights)):
-        return cpu_depthwise.convs(x, weights)
-    return tuple(_conv(x, weight) for weight in weights)
+    return CONVS[_convs_backend(x, weights)](x, weights)
 
 
 class EvalBatchNorm(NamedTuple):
@@ -145,11 +213,13 @@ def depthwise_conv_sum(x, weights, biases=None, norms=None):
     """The sum over ``i`` of ``conv(x, weights[i]) + biases[i]``, each then normalised by
     ``norms[i]`` (the inference form: eval-mode BNs, or the deploy form's biases).
 
-    Backends: ``torch`` (``F.conv2d`` and ``F.batch_norm`` each, as the modules compute them;
-    differentiable); ``cpu`` for float32 or bfloat16 CPU inputs outside autocast: where autograd
-    need not record the call, one pass of a compiled kernel over a channels-last input (oneDNN's
-    convolutions otherwise, where oneDNN is on and computes the dtype), the BNs folded and the kernels packed once
-    (:mod:`.weight_cache`); where it must, the float32 kernels of :func:`depthwise_convs`.
+    Where autograd must record the call, the branches of :func:`depthwise_convs` (any backend)
+    and then each bias and BN. Otherwise one of: ``torch`` (``F.conv2d`` and ``F.batch_norm``
+    each, as the modules compute them); ``cpu`` for float32 or bfloat16 CPU inputs outside
+    autocast: one pass of a compiled kernel over a channels-last input (oneDNN's convolutions
+    otherwise, where oneDNN is on and computes the dtype), the BNs folded and the kernels packed
+    once (:mod:`.weight_cache`); ``triton`` for CUDA tensors: one launch over the folded kernels,
+    chosen under ``auto`` by measurement as in :func:`depthwise_convs`.
 
     Args:
         x (Tensor): Input of shape ``(N, C, H, W)``.
@@ -166,14 +236,36 @@ def depthwise_conv_sum(x, weights, biases=None, norms=None):
     norms = norms or [None] * len(weights)
     sources = [*weights, *(b for b in biases if b is not None),
                *(t for norm in norms if norm is not None for t in norm.tensors())]
-    grad = needs_grad(x, *sources)
-    if takes_cpu('depthwise_conv_sum',
-                 lambda: _why_not_cpu_convs(x, weights) if grad else _why_not_fused(x)):
-        if not grad:
-            return _fused_sum(x, weights, sources, biases, norms)
+    if needs_grad(x, *sources):  # the branches, then their biases and BNs
+        outs = depthwise_convs(x, weights)
         outs = [out if bias is None else out + bias[:, None, None]
-                for out, bias in zip(cpu_depthwise.convs(x, weights), biases)]
-    else:
-        outs = [_conv(x, weight, bias) for weight, bias in zip(weights, biases)]
+                for out, bias in zip(outs, biases)]
+        return sum(out if norm is None else F.batch_norm(out, *norm[:4], False, 0., norm.eps)
+                   for out, norm in zip(outs, norms))
+    sums = {
+        'torch': lambda x, weights: _torch_sum(x, weights, biases, norms),
+        'torch_channels_last': lambda x, weights: _torch_sum(
+            x.contiguous(memory_format=torch.channels_last), weights, biases, norms),
+        'triton': lambda x, weights: _triton_sum(x, weights, sources, biases, norms),
+        'cpu': lambda x, weights: _fused_sum(x, weights, sources, biases, norms),
+    }
+    backend = select('depthwise_conv_sum', {'cpu': lambda: _why_not_fused(x),
+                                            'triton': lambda: _why_not_triton(x, weights)})
+    if backend == 'triton' and requested_backend() == 'auto':
+        backend = _measured('depthwise_conv_sum', x, weights, False,
+                            {name: sums[name] for name in ('triton', 'torch',
+                                                           'torch_channels_last')})
+    return sums[backend](x, weights)
+
+
+def _torch_sum(x, weights, biases, norms):
+    outs = [_conv(x, weight, bias) for weight, bias in zip(weights, biases)]
     return sum(out if norm is None else F.batch_norm(out, *norm[:4], False, 0., norm.eps)
                for out, norm in zip(outs, norms))
+
+
+def _triton_sum(x, weights, sources, biases, norms):
+    """The inference sum on the triton backend: one launch over the folded kernels."""
+    kernels, bias = cached('depthwise_folded', sources, lambda: _folded(weights, biases, norms))
+    x, kernels = _autocast(x, kernels)
+    return triton_kernels().conv_sum(x, kernels, bias)

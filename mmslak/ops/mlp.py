@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmslak.utils.torch_compat import cpu_autocast_enabled
-from .backend import needs_grad, takes_cpu
+from .backend import needs_grad, select
 from .cpu import onednn
 from .weight_cache import cached
 
@@ -54,7 +54,7 @@ def block_mlp(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, gamma=None, residua
     """
     params = (fc1_weight, fc1_bias, fc2_weight, fc2_bias, gamma)
     grad = needs_grad(x, residual, *params)
-    if not takes_cpu('block_mlp', lambda: _why_not_cpu(x, grad)):
+    if select('block_mlp', {'cpu': lambda: _why_not_cpu(x, grad)}) == 'torch':
         x = F.linear(F.gelu(F.linear(x, fc1_weight, fc1_bias), approximate=approximate),
                      fc2_weight, fc2_bias)
     elif grad:

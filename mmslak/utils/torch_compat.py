@@ -25,6 +25,14 @@ def cpu_autocast_enabled():
     return torch.is_autocast_cpu_enabled()
 
 
+def cuda_autocast_dtype():
+    """The dtype CUDA autocast computes convolutions in, or None where it is off
+    (``torch.get_autocast_dtype('cuda')`` from 2.4, ``torch.get_autocast_gpu_dtype()`` before)."""
+    if _AUTOCAST_QUERY_TAKES_DEVICE:
+        return torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def autocast_supports(device_type, dtype):
     """Whether ``torch.autocast(device_type, dtype)`` runs here (CPU float16: torch 2.3 on).
 

@@ -31,8 +31,8 @@ def test_use_ops_switches_and_restores():
             raise RuntimeError
     assert requested_backend() == 'auto'
     with pytest.raises(ValueError, match=r"use_ops\(backend\) must be one of auto, torch, cpu, "
-                       "got 'triton'"):
-        use_ops('triton').__enter__()
+                       "triton, got 'gpu'"):
+        use_ops('gpu').__enter__()
 
 
 def test_mmslak_ops_is_read_and_checked_at_import():
@@ -44,7 +44,8 @@ def test_mmslak_ops_is_read_and_checked_at_import():
 
     assert run('torch').stdout.strip() == 'torch'
     result = run('gpu')
-    assert result.returncode and "MMSLAK_OPS must be one of auto, torch, cpu, got 'gpu'" in \
+    assert result.returncode and \
+        "MMSLAK_OPS must be one of auto, torch, cpu, triton, got 'gpu'" in \
         result.stderr
 
 
