@@ -19,7 +19,7 @@ from mmengine.runner import find_latest_checkpoint
 from rich.console import Console
 from rich.table import Table
 
-from mmslak.utils import safe_load
+from mmslak.checkpoint import BACKBONE_PREFIX, read_checkpoint, recognise
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DENSE = 'configs/demo/slak-nano_upernet_1xb8-200iter_tiny-ade20k-128x128.py'
@@ -58,9 +58,9 @@ def last_validation(work_dir):
 def backbone_density(work_dir):
     """Fraction of the backbone's masked weights kept in the last checkpoint (1 when dense)."""
     checkpoint = find_latest_checkpoint(work_dir)
-    state = safe_load(checkpoint)['state_dict']
+    state = recognise(read_checkpoint(checkpoint)).state_dict
     masks = [value for key, value in state.items()
-             if key.startswith('backbone.') and key.endswith('weight_mask')]
+             if key.startswith(BACKBONE_PREFIX) and key.endswith('weight_mask')]
     if not masks:
         return 1.0
     return sum(int(mask.sum()) for mask in masks) / sum(mask.numel() for mask in masks)
