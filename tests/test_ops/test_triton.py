@@ -20,7 +20,10 @@ DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 if DEVICE == 'cpu' and not interpreting():
     pytest.skip('no GPU, and TRITON_INTERPRET=1 was not set before triton was imported',
                 allow_module_level=True)
-TOLERANCES = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-2, rtol=2e-3)}
+TOLERANCES = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-2, rtol=2e-3),
+              torch.bfloat16: dict(atol=1e-1, rtol=1e-2)}
+# bfloat16 arithmetic runs on a GPU only (the interpreter has none; its routing is tested here)
+ON_GPU = pytest.mark.skipif(DEVICE == 'cpu', reason="Triton's interpreter has no bfloat16")
 
 
 def conv(x, weight):
@@ -52,7 +55,8 @@ CASES = [  # shape, kernels, layout
 ]
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16,
+                                   pytest.param(torch.bfloat16, marks=ON_GPU)])
 @pytest.mark.parametrize('shape,kernel_shapes,layout', CASES)
 def test_branches_and_their_gradients_match_conv2d(shape, kernel_shapes, layout, dtype):
     x, kernels = inputs(shape, kernel_shapes, dtype, layout)

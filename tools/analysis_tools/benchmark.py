@@ -49,6 +49,7 @@ Example::
 import argparse
 import copy
 import ctypes
+import itertools
 import json
 import os
 import os.path as osp
@@ -66,9 +67,11 @@ from rich.console import Console
 from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmslak.analysis.op_benchmark import slak_op_cases, time_case
 from mmslak.analysis.op_profile import CATEGORIES, op_breakdown
 from mmslak.models.backbones import SLaK
 from mmslak.ops import kernel_isa, use_ops
+from mmslak.ops.triton import _why_not_installed
 from mmslak.registry import MODELS
 from mmslak.utils.torch_compat import autocast as autocast_context
 from mmslak.utils.torch_compat import autocast_supports, grad_scaler
@@ -88,6 +91,7 @@ PRECISIONS = {
     'amp-bf16': Precision(torch.bfloat16, True),
 }
 MEMORY_FORMATS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+OP_DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 class Row(NamedTuple):
@@ -140,8 +144,19 @@ def parse_args(argv=None):
     parser.add_argument('--profile', type=int, nargs='?', const=3, default=0, metavar='RUNS',
                         help='after timing, profile each row over RUNS calls (default: 3) and '
                         'print where its time goes (depthwise, linear, norm/layout, ...)')
+    parser.add_argument('--op', action='store_true',
+                        help="time the large-kernel depthwise op alone at each stage's shape of "
+                        '--arch, per backend, forward and forward + backward (--dtype: fp32, '
+                        'fp16, bf16)')
+    parser.add_argument('--peak-tflops', type=float,
+                        help="with --op: the device's fp32 FMA peak, to print the fraction of it "
+                        'each row reaches')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this file')
     args = parser.parse_args(argv)
+    if args.op:
+        if args.config or args.train_step or not set(args.dtype) <= set(OP_DTYPES):
+            parser.error(f'--op times the backbone\'s op alone: no --config or --train-step; '
+                         f'--dtype among {" ".join(OP_DTYPES)}')
     if args.train_step and args.form != 'train':
         if args.form == 'deploy':
             parser.error('--train-step needs the training form (--form train)')
@@ -635,11 +650,63 @@ def write_json(path, args, device, macs, rates, results):
     print(f'results written to {path}')
 
 
+def op_backends(device):
+    """The backends the op benchmark times on ``device``: PyTorch on NCHW and channels-last,
+    and mmslak's own backend there (``cpu``; ``triton`` on CUDA, if installed)."""
+    if device.type == 'cpu':
+        return ['torch', 'torch_channels_last', 'cpu']
+    return ['torch', 'torch_channels_last'] + ([] if _why_not_installed() else ['triton'])
+
+
+def run_op_mode(args):
+    """Time the depthwise op per stage, precision, direction and backend; print and return the
+    rows (``ms``, GFLOP/s of the dense taps, fraction of ``--peak-tflops``, speed-up over the
+    faster PyTorch layout)."""
+    device = torch.device(args.device)
+    cases = slak_op_cases(SLaK(arch=args.arch), args.shape, args.batch)
+    rows = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task('timing the op', total=len(cases) * len(args.dtype) * 2)
+        for case, dtype, direction in itertools.product(
+                cases, args.dtype, ['forward', 'forward+backward']):
+            times = {backend: time_case(case, backend, OP_DTYPES[dtype], direction, device,
+                                        args.runs, args.warmup) for backend in op_backends(device)}
+            native = min(times['torch'], times['torch_channels_last'])
+            for backend, ms in times.items():
+                gflops = 2 * case.macs(direction) / ms / 1e6
+                rows.append(dict(stage=case.stage, shape=list(case.shape),
+                                 kernels=[list(k) for k in case.kernels], dtype=dtype,
+                                 direction=direction, backend=backend, ms=ms, gflops=gflops,
+                                 peak_fraction=gflops / 1e3 / args.peak_tflops
+                                 if args.peak_tflops else None, vs_native=native / ms))
+            progress.advance(task)
+    lines = [('stage', 'input', 'dtype', 'direction', 'backend', 'ms', 'GFLOP/s', 'of peak',
+              'vs native')]
+    for r in rows:
+        lines.append((str(r['stage']), 'x'.join(map(str, r['shape'])), r['dtype'], r['direction'],
+                      r['backend'], f"{r['ms']:.3f}", f"{r['gflops']:.1f}",
+                      f"{r['peak_fraction']:.1%}" if r['peak_fraction'] else '-',
+                      f"{r['vs_native']:.2f}x"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    print(f'SLaK-{args.arch} depthwise op, batch {args.batch}, input {args.shape[0]}x'
+          f'{args.shape[1]}, {device_name(device)}, torch {torch.__version__}')
+    print('\n'.join('  '.join(cell.ljust(width) for cell, width in zip(line, widths))
+                    for line in lines))
+    if args.json:
+        with open(args.json, 'w') as out:
+            json.dump(dict(mode='op', arch=args.arch, batch=args.batch, shape=args.shape,
+                           device=device_name(device), torch=torch.__version__,
+                           peak_tflops=args.peak_tflops, rows=rows), out, indent=1)
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.op:
+        return run_op_mode(args)
     workload = Workload(args)
     device = workload.device
     rows = plan_rows(args, device)

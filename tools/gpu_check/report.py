@@ -2,8 +2,8 @@
 
 ``run.sh`` calls it last, in the environment it set up. Inputs, in ``WORK``: ``steps.tsv``
 (name, exit code, seconds, command of each step), ``pytest.xml`` (JUnit XML) and
-``bench_*.json`` (``benchmark.py --json``); outputs, in ``OUT``: ``gpu_check.json`` and
-``gpu_check.md``.
+``bench_*.json`` and ``op_*.json`` (``benchmark.py --json``, with ``--op`` for the latter);
+outputs, in ``OUT``: ``gpu_check.json`` and ``gpu_check.md``.
 
 Example::
 
@@ -20,6 +20,8 @@ import torch
 
 COLUMNS = ('impl', 'form', 'dtype', 'memory_format', 'median_ms', 'min_ms', 'max_ms',
            'images_per_s', 'peak_memory_mib', 'speedup_vs_plain', 'ratio_to_floor')
+OP_COLUMNS = ('stage', 'shape', 'dtype', 'direction', 'backend', 'ms', 'gflops', 'peak_fraction',
+              'vs_native')
 
 
 def environment():
@@ -98,20 +100,34 @@ def markdown(report):
                   f"{bench['warmup']} warm-up; matmul GFLOP/s: {rates}", '',
                   '| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)]
         lines += ['| ' + ' | '.join(cell(row[c]) for c in COLUMNS) + ' |' for row in bench['rows']]
+    for op in report['ops']:
+        lines += ['', f"## SLaK-{op['arch']} depthwise op, batch {op['batch']}, input "
+                  f"{op['shape'][0]}x{op['shape'][1]}", '', f"{op['device']}, torch {op['torch']}, "
+                  f"fp32 FMA peak {cell(op['peak_tflops'])} TFLOP/s", '',
+                  '| ' + ' | '.join(OP_COLUMNS) + ' |', '|' + ' --- |' * len(OP_COLUMNS)]
+        lines += ['| ' + ' | '.join(cell(row[c]) for c in OP_COLUMNS) + ' |' for row in op['rows']]
     return '\n'.join(lines) + '\n'
+
+
+def read_json(pattern):
+    """Each JSON file matching ``pattern``, with its file name."""
+    reports = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as file:
+            reports.append(dict(json.load(file), file=osp.basename(path)))
+    return reports
 
 
 def main():
     parser = argparse.ArgumentParser(description='Merge the GPU check results.')
-    parser.add_argument('work', help='folder with steps.tsv, pytest.xml and bench_*.json')
+    parser.add_argument('work', help='folder with steps.tsv, pytest.xml, bench_*.json and '
+                        'op_*.json')
     parser.add_argument('out', help='folder for gpu_check.json and gpu_check.md')
     args = parser.parse_args()
-    benchmarks = []
-    for path in sorted(glob.glob(osp.join(args.work, 'bench_*.json'))):
-        with open(path) as file:
-            benchmarks.append(dict(json.load(file), file=osp.basename(path)))
     report = dict(environment=environment(), steps=read_steps(osp.join(args.work, 'steps.tsv')),
-                  tests=read_tests(osp.join(args.work, 'pytest.xml')), benchmarks=benchmarks)
+                  tests=read_tests(osp.join(args.work, 'pytest.xml')),
+                  benchmarks=read_json(osp.join(args.work, 'bench_*.json')),
+                  ops=read_json(osp.join(args.work, 'op_*.json')))
     with open(osp.join(args.out, 'gpu_check.json'), 'w') as out:
         json.dump(report, out, indent=2)
     with open(osp.join(args.out, 'gpu_check.md'), 'w') as out:

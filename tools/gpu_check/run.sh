@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT_DIR=${1:-${OUT:-}}
 PYTHON=${PYTHON:-python3}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-BUDGET_S=${GPU_CHECK_BUDGET_S:-450}  # the whole run; the rest of the 10-minute call is slack
+BUDGET_S=${GPU_CHECK_BUDGET_S:-540}  # the whole run; the rest of the 10-minute call is slack
 WHEELS=$ROOT/tools/gpu_check/wheels
 WORK=${GPU_CHECK_WORK:-/tmp/mmslak_gpu_check}
 SITE=$WORK/site
@@ -83,34 +83,39 @@ export PYTHONPATH=$SITE:$ROOT PYTHONUNBUFFERED=1
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 step import 60 "$PYTHON" -c 'import mmcv, mmslak; print(mmslak.__file__, "mmcv", mmcv.__version__)'
 
-step tests "$(budget 240)" "$PYTHON" -m pytest tests/test_cuda -v -rs -p no:cacheprovider \
-  --junitxml="$WORK/pytest.xml"
+step tests "$(budget 200)" "$PYTHON" -m pytest tests/test_cuda tests/test_ops/test_triton.py -v \
+  -rs -p no:cacheprovider --junitxml="$WORK/pytest.xml"
 
 if [[ $DEVICE == cuda ]]; then
   SHAPE=(512 512)
-  BATCHES=${GPU_CHECK_BATCHES-1 16 2}  # batch 2 last: the first dropped if time runs short
+  BATCHES=${GPU_CHECK_BATCHES-16 2}  # batch 2 last: the first dropped if time runs short
+  PEAK=(--peak-tflops "${GPU_CHECK_PEAK_TFLOPS:-67}")  # H200: fp32 FMA on CUDA cores
 else
   SHAPE=(64 64)
-  BATCHES=${GPU_CHECK_BATCHES-1 2}
+  BATCHES=${GPU_CHECK_BATCHES-2}
+  PEAK=()
 fi
 for batch in $BATCHES; do
   if [[ $DEVICE == cpu ]]; then
     runs=(--runs 1 --warmup 0 --matmul-size 256)
   elif (( batch >= 16 )); then
-    runs=(--runs 3 --warmup 1)
+    runs=(--runs 3 --warmup 2)
   else
-    runs=(--runs 5 --warmup 1)
+    runs=(--runs 5 --warmup 2)
   fi
+  # the large-kernel op alone, per stage and backend (the triton kernels against PyTorch)
+  step "op_b${batch}" "$(budget 120)" "$PYTHON" tools/analysis_tools/benchmark.py --op \
+    --arch tiny --device "$DEVICE" --shape "${SHAPE[@]}" --batch "$batch" --dtype bf16 fp16 fp32 \
+    "${runs[@]}" "${PEAK[@]}" --json "$WORK/op_b${batch}.json"
   common=(tools/analysis_tools/benchmark.py --arch tiny --device "$DEVICE" --shape "${SHAPE[@]}"
-          --batch "$batch" --memory-format nchw channels_last "${runs[@]}")
-  for mode in infer train; do
-    if [[ $mode == infer ]]; then
-      args=(--dtype fp32 fp16 bf16 amp-fp16 amp-bf16)
-    else
-      args=(--train-step --dtype fp32 amp-fp16 amp-bf16)
-    fi
-    step "bench_b${batch}_$mode" "$(budget 180)" "$PYTHON" "${common[@]}" "${args[@]}" \
-      --json "$WORK/bench_b${batch}_$mode.json"
+          --batch "$batch" "${runs[@]}")
+  step "bench_b${batch}_infer" "$(budget 90)" "$PYTHON" "${common[@]}" \
+    --memory-format nchw channels_last --dtype fp32 bf16 amp-bf16 \
+    --json "$WORK/bench_b${batch}_infer.json"
+  # the training step on the measured choice (auto) and on the triton kernels forced
+  for ops in auto triton; do
+    step "bench_b${batch}_train_$ops" "$(budget 90)" env MMSLAK_OPS=$ops "$PYTHON" \
+      "${common[@]}" --train-step --dtype amp-bf16 fp32 --json "$WORK/bench_b${batch}_train_$ops.json"
   done
 done
 
