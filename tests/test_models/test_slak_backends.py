@@ -226,6 +226,26 @@ def test_benchmark_backbone_json(benchmark, tmp_path, monkeypatch):
     assert rows['plain', 'train']['speedup_vs_plain'] == pytest.approx(1.0)
 
 
+def test_benchmark_op_mode_times_each_stage_and_backend(benchmark, tmp_path, monkeypatch):
+    monkeypatch.setitem(SLaK.arch_settings, 'tiny', TINY['arch'])
+    out = tmp_path / 'op.json'
+    rows = benchmark.main(['--op', '--arch', 'tiny', '--shape', '64', '64', '--runs', '1',
+                           '--warmup', '0', '--peak-tflops', '1', '--json', str(out)])
+    assert json.loads(out.read_text())['rows'] == rows
+    backends = benchmark.op_backends(torch.device('cpu'))
+    assert len(rows) == 4 * 2 * len(backends)  # stages x directions x backends, fp32
+    first = [row for row in rows if row['stage'] == 0 and row['direction'] == 'forward']
+    assert [row['backend'] for row in first] == backends
+    # stage 0 at 64 x 64: 16 x 16 maps of int(8 * 1.3) channels, SLaK's 51 x 5, 5 x 51, 5 x 5
+    assert first[0]['shape'] == [1, 10, 16, 16]
+    assert first[0]['kernels'] == [[51, 5], [5, 51], [5, 5]]
+    for row in rows:
+        assert row['ms'] > 0 and row['peak_fraction'] == pytest.approx(row['gflops'] / 1e3)
+    # the faster PyTorch layout is the native reference
+    assert max(r['vs_native'] for r in first if r['backend'].startswith('torch')) == \
+        pytest.approx(1.0)
+
+
 def test_benchmark_config_train_step(benchmark, tmp_path, capsys):
     config = tmp_path / 'tiny_seg.py'
     config.write_text(f"""
