@@ -21,7 +21,9 @@ from packaging.version import Version
 # pyproject.toml's `openmmlab` and `onedl` extras.
 SUPPORTED = {
     'mmengine': {'mmengine': ('0.7.1', '1.0.0'), 'onedl-mmengine': ('0.10.12', '1.0.0')},
-    'mmcv': {'mmcv': ('2.0.0', '2.2.0'), 'onedl-mmcv': ('2.3.6', '2.4.0')},
+    # mmcv-lite: mmcv without its compiled ops, enough for the backbone (the tools need the ops)
+    'mmcv': {'mmcv': ('2.0.0', '2.2.0'), 'mmcv-lite': ('2.0.0', '2.2.0'),
+             'onedl-mmcv': ('2.3.6', '2.4.0')},
     'mmdet': {'mmdet': ('3.0.0', '4.0.0'), 'onedl-mmdetection': ('3.5.1', '4.0.0')},
     'mmseg': {'mmsegmentation': ('1.0.0', '2.0.0'), 'onedl-mmsegmentation': ('1.4.2', '2.0.0')},
 }

@@ -13,7 +13,7 @@ UPSTREAM = {'torch': '2.1.2', 'mmengine': '0.10.7', 'mmcv': '2.1.0', 'mmdet': '3
             'mmsegmentation': '1.2.2', 'setuptools': '80.10.2'}
 FORKS = {'torch': '2.14.1', 'onedl-mmengine': '0.10.12', 'onedl-mmcv': '2.3.6',
          'onedl-mmdetection': '3.5.1', 'onedl-mmsegmentation': '1.4.2', 'setuptools': '84.2.1'}
-IMPORT_NAMES = {'mmengine': 'mmengine', 'mmcv': 'mmcv', 'mmdet': 'mmdet',
+IMPORT_NAMES = {'mmengine': 'mmengine', 'mmcv': 'mmcv', 'mmcv-lite': 'mmcv', 'mmdet': 'mmdet',
                 'mmsegmentation': 'mmseg'}
 
 
@@ -100,6 +100,19 @@ def test_upstream_mmengine_without_pkg_resources(fake_stack):
 def test_the_forks_need_no_pkg_resources(fake_stack):
     fake_stack(FORKS, pkg_resources=False)
     stack.check_stack()
+
+
+def test_mmcv_lite_serves_the_backbone_not_the_tools(fake_stack):
+    """mmcv-lite (mmcv without its compiled ops; the GPU check carries it) with the engine
+    alone: the backbone imports, a tool's run asks for the ops."""
+    fake_stack({'torch': '2.11.0', 'mmengine': '0.10.7', 'mmcv-lite': '2.1.0',
+                'setuptools': '80.10.2'}, ext=False)
+    stack.check_stack()
+    with pytest.raises(stack.UnsupportedStackError, match=r'`mmseg` is not installed'):
+        stack.check_task('mmseg')
+    fake_stack({'torch': '2.11.0', 'mmengine': '0.10.7', 'mmcv-lite': '2.2.0'}, ext=False)
+    with pytest.raises(stack.UnsupportedStackError, match=r'mmcv-lite 2\.2\.0 is not supported'):
+        stack.check_stack()
 
 
 def test_task_needs_its_package_and_mmcv_ops(fake_stack):

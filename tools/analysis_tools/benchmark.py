@@ -650,11 +650,12 @@ def write_json(path, args, device, macs, rates, results):
     print(f'results written to {path}')
 
 
-def op_backends(device):
-    """The backends the op benchmark times on ``device``: PyTorch on NCHW and channels-last,
-    and mmslak's own backend there (``cpu``; ``triton`` on CUDA, if installed)."""
+def op_backends(device, dtype='fp32'):
+    """The backends the op benchmark times on ``device`` in ``dtype``: PyTorch on NCHW and
+    channels-last, and mmslak's own backend there (``cpu`` for float32; ``triton`` on CUDA, if
+    installed)."""
     if device.type == 'cpu':
-        return ['torch', 'torch_channels_last', 'cpu']
+        return ['torch', 'torch_channels_last'] + (['cpu'] if dtype == 'fp32' else [])
     return ['torch', 'torch_channels_last'] + ([] if _why_not_installed() else ['triton'])
 
 
@@ -670,7 +671,8 @@ def run_op_mode(args):
         for case, dtype, direction in itertools.product(
                 cases, args.dtype, ['forward', 'forward+backward']):
             times = {backend: time_case(case, backend, OP_DTYPES[dtype], direction, device,
-                                        args.runs, args.warmup) for backend in op_backends(device)}
+                                        args.runs, args.warmup)
+                     for backend in op_backends(device, dtype)}
             native = min(times['torch'], times['torch_channels_last'])
             for backend, ms in times.items():
                 gflops = 2 * case.macs(direction) / ms / 1e6

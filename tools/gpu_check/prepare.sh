@@ -12,10 +12,12 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 LIMIT_MIB=64
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # mmcv-lite is mmcv 2.1.0 without its compiled ops (the MMCV_WITH_OPS=0 build, same Python
-# files, package mmcv); then the pure dependencies the machine lacks, and pytest with its own.
+# files, package mmcv); then the pure dependencies the machine lacks, setuptools with the
+# pkg_resources mmengine 0.10.7 imports (the lock's: the machine's may be >= 82, without it), and
+# pytest with its own.
 PURE=(mmcv-lite==2.1.0 mmengine==0.10.7 addict==2.4.0 yapf==0.43.0 platformdirs==4.14.9
-      termcolor==3.3.0 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0 packaging==26.4
-      pygments==2.21.0)
+      termcolor==3.3.0 setuptools==80.10.2 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0
+      packaging==26.4 pygments==2.21.0)
 
 step() { echo "[prepare] $*"; }
 if [[ ! -x $PYTHON ]]; then

@@ -112,8 +112,8 @@ for batch in $BATCHES; do
   step "bench_b${batch}_infer" "$(budget 90)" "$PYTHON" "${common[@]}" \
     --memory-format nchw channels_last --dtype fp32 bf16 amp-bf16 \
     --json "$WORK/bench_b${batch}_infer.json"
-  # the training step on the measured choice (auto) and on the triton kernels forced
-  for ops in auto triton; do
+  # the training step on the measured choice (auto) and on the triton kernels forced (on CUDA)
+  for ops in auto $([[ $DEVICE == cuda ]] && echo triton); do
     step "bench_b${batch}_train_$ops" "$(budget 90)" env MMSLAK_OPS=$ops "$PYTHON" \
       "${common[@]}" --train-step --dtype amp-bf16 fp32 --json "$WORK/bench_b${batch}_train_$ops.json"
   done
