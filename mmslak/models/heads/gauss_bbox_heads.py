@@ -49,7 +49,8 @@ class GaussBBoxHeadMixin:
             per coordinate. Defaults to 1.0.
         loss_cls (dict): The classification loss; it must define mmdet's custom activation
             (the confidences). Defaults to ``dict(type='mmslak.CentroidBCELoss')``.
-        *args, **kwargs: The arguments of the bbox head, but ``cls_predictor_cfg``.
+        *args: The positional arguments of the bbox head.
+        **kwargs: Its keyword arguments, but ``cls_predictor_cfg``.
     """
 
     def __init__(self,

@@ -33,7 +33,8 @@ class CentroidHeadMixin:
             per coordinate. Defaults to 1.0.
         loss_decode (dict | Sequence[dict]): Losses of the head. Defaults to
             ``dict(type='mmslak.CentroidBCELoss')``.
-        *args, **kwargs: The arguments of the decode head.
+        *args: The positional arguments of the decode head.
+        **kwargs: Its keyword arguments.
     """
 
     def __init__(self,
