@@ -25,7 +25,7 @@ case $STACK in
     PYTHON_VERSION=3.11
     DEFAULT_VENV=.venv
     MM_PACKAGES='mmengine mmcv mmdet mmsegmentation'
-    EXTRAS=tests,deploy,triton
+    EXTRAS=tests,deploy,triton,docs
     # mmcv 2.1.0's setup.py needs pkg_resources as setuptools<70 ships it. The run time's
     # setuptools is the lock file's: >=77.0.3 for mmslak's build, <82 for mmengine's pkg_resources.
     BUILD_SETUPTOOLS='setuptools==69.5.1' ;;

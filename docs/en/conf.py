@@ -33,6 +33,8 @@ napoleon_numpy_docstring = False
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
 autodoc_default_options = {'members': True, 'show-inheritance': True}
+# Only mmslak's own docstrings: torch's and mmengine's (forward, the Hook methods) are not ours.
+autodoc_inherit_docstrings = False
 
 # Nitpicky (``-n``) holds for mmslak's own objects; the types of torch, mmengine, mmcv, mmdet,
 # mmseg, numpy, onnx and the standard library are not documented here.
@@ -51,11 +53,13 @@ nitpick_ignore_regex = [
 
 html_theme = 'alabaster'
 html_title = f'mmslak {release}'
-html_static_path = []
+html_static_path = ['_static']
+html_css_files = ['custom.css']
 html_theme_options = {
     'description': 'SLaK sparse large-kernel backbones for OpenMMLab 2.0',
     'fixed_sidebar': True,
-    'page_width': '1180px',
+    'page_width': '1240px',
+    'body_max_width': 'none',
     'sidebar_width': '240px',
     'show_relbars': True,
 }
