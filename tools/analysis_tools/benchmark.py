@@ -152,7 +152,12 @@ def parse_args(argv=None):
                         help="with --op: the device's fp32 FMA peak, to print the fraction of it "
                         'each row reaches')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this file')
+    parser.add_argument('--plot', metavar='PNG',
+                        help='also draw the rows (median ms, min - max) as a bar chart into this '
+                        'file, titled with the model, the device and the date (not with --op)')
     args = parser.parse_args(argv)
+    if args.plot and args.op:
+        parser.error('--plot draws the model rows: not with --op')
     if args.op:
         if args.config or args.train_step or not set(args.dtype) <= set(OP_DTYPES):
             parser.error(f'--op times the backbone\'s op alone: no --config or --train-step; '
@@ -650,6 +655,42 @@ def write_json(path, args, device, macs, rates, results):
     print(f'results written to {path}')
 
 
+def plot_results(path, args, device, results):
+    """Draw the rows as horizontal bars (median ms, min - max whiskers) into ``path``.
+
+    The title holds what the figure was measured on: the model and input, the device, the
+    threads and the date, so that a figure copied into the docs keeps its conditions.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    labels = [' '.join(filter(None, (r['impl'], r['form'], r['dtype'],
+                                     r['memory_format'] if r['impl'] == 'mmslak' else None)))
+              for r in results]
+    medians = [r['median_ms'] for r in results]
+    spread = [[m - r['min_ms'] for m, r in zip(medians, results)],
+              [r['max_ms'] - m for m, r in zip(medians, results)]]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(results) + 1.6))
+    ax.barh(range(len(results)), medians, xerr=spread, color='tab:blue', capsize=3)
+    for i, r in enumerate(results):
+        note = f"{r['median_ms']:.1f} ms" + (f", {r['speedup_vs_plain']:.2f}x"
+                                               if r['speedup_vs_plain'] else '')
+        ax.text(r['max_ms'], i, '  ' + note, va='center', fontsize=8)
+    ax.set_yticks(range(len(results)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(r['max_ms'] for r in results) * 1.35)
+    ax.set_xlabel('ms per ' + ('training step' if args.train_step else 'forward pass') +
+                  ' (median; whiskers: min - max)')
+    ax.set_title(f'{model_name(args)}, {args.batch}x3x{args.shape[0]}x{args.shape[1]}\n'
+                 f'{device_name(device)}, {torch.get_num_threads()} threads, '
+                 f'{time.strftime("%Y-%m-%d")}', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f'plot written to {path}')
+
+
 def op_backends(device, dtype='fp32'):
     """The backends the op benchmark times on ``device`` in ``dtype``: PyTorch on NCHW and
     channels-last, and mmslak's own backend there (``cpu`` for float32; ``triton`` on CUDA, if
@@ -729,6 +770,8 @@ def main(argv=None):
     print_report(args, device, macs, rates, results)
     if args.json:
         write_json(args.json, args, device, macs, rates, results)
+    if args.plot:
+        plot_results(args.plot, args, device, results)
 
 
 if __name__ == '__main__':
