@@ -30,8 +30,8 @@ def _needs_sphinx():
     if _has_sphinx():
         return
     if STACK == 'lock':
-        pytest.fail('sphinx and myst-parser are missing: the lock stack installs them with the docs '
-                    'extra (make setup)')
+        pytest.fail('sphinx and myst-parser are missing: the lock stack installs them with the '
+                    'docs extra (make setup)')
     pytest.skip(f'the {STACK} stack does not install the docs extra (sphinx, myst-parser)')
 
 

@@ -1,5 +1,4 @@
 """Sphinx configuration of mmslak's documentation (``make docs``; Read the Docs runs the same)."""
-import os
 import os.path as osp
 import sys
 

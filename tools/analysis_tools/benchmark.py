@@ -674,8 +674,8 @@ def plot_results(path, args, device, results):
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(results) + 1.6))
     ax.barh(range(len(results)), medians, xerr=spread, color='tab:blue', capsize=3)
     for i, r in enumerate(results):
-        note = f"{r['median_ms']:.1f} ms" + (f", {r['speedup_vs_plain']:.2f}x"
-                                               if r['speedup_vs_plain'] else '')
+        speedup = f", {r['speedup_vs_plain']:.2f}x" if r['speedup_vs_plain'] else ''
+        note = f"{r['median_ms']:.1f} ms{speedup}"
         ax.text(r['max_ms'], i, '  ' + note, va='center', fontsize=8)
     ax.set_yticks(range(len(results)), labels)
     ax.invert_yaxis()
