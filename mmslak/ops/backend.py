@@ -118,3 +118,11 @@ def preferred_memory_format(x):
     if _Switch.choice != 'torch' and x.device.type == 'cpu':
         return torch.channels_last
     return None
+
+
+def memory_format_of(x):
+    """The memory format of a 4-D tensor: channels-last only if that is its layout, not NCHW's
+    (a tensor with a single pixel or channel is both)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

@@ -17,6 +17,8 @@ import time
 import torch
 from mmengine.logging import print_log
 
+from .backend import memory_format_of
+
 
 def cuda_timer(fn, runs=3):
     """Median seconds of ``fn()`` over ``runs`` calls after one warm-up, on the current stream."""
@@ -87,8 +89,7 @@ MEASURED = MeasuredChoice()
 
 def call_key(op, direction, x, kernels):
     """The key of a call: op, direction, input shape, dtype, layout and kernel shapes."""
-    layout = 'channels_last' if x.is_contiguous(memory_format=torch.channels_last) and \
-        not x.is_contiguous() else 'nchw'
+    layout = 'channels_last' if memory_format_of(x) is torch.channels_last else 'nchw'
     shapes = 'x'.join(map(str, x.shape))
     kernel_shapes = ','.join(f'{k.shape[2]}x{k.shape[3]}' for k in kernels)
     return f'{op}/{direction}/{shapes}/{str(x.dtype).split(".")[-1]}/{layout}/{kernel_shapes}'

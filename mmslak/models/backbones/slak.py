@@ -2,7 +2,6 @@ import logging
 import numbers
 import warnings
 
-import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
@@ -14,7 +13,7 @@ from mmslak.checkpoint import load_weights
 from mmslak.models.layers import LargeKernelConv, LayerNorm2d, SLaKBlock
 from mmslak.models.utils import (add_weight_masks, apply_weight_masks, density_by_prefix,
                                  fill_missing_masks)
-from mmslak.ops import preferred_memory_format, use_ops
+from mmslak.ops import memory_format_of, preferred_memory_format, use_ops
 from mmslak.registry import MODELS
 from mmslak.utils.torch_compat import register_load_state_dict_pre_hook
 
@@ -29,13 +28,6 @@ def _take_alias(name, value, default, **aliases):
     if len(given) > 1 or value != default:
         raise ValueError(f'SLaK got {name} more than once: as {name} and {sorted(given)}')
     return next(iter(given.values()))
-
-
-def _memory_format(x):
-    """The memory format of a 4-D tensor: channels-last only if that is its layout, not NCHW's."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _reference_ops(fast_path):
@@ -358,9 +350,10 @@ class SLaK(BaseModule):
 
     def _forward(self, x):
         self._check_input(x)
-        out_format = _memory_format(x)
-        if preferred_memory_format(x) is not None:
-            x = x.contiguous(memory_format=preferred_memory_format(x))
+        out_format = memory_format_of(x)
+        run_format = preferred_memory_format(x)
+        if run_format is not None:
+            x = x.contiguous(memory_format=run_format)
         outs = []
         for i, (downsample, stage) in enumerate(zip(self.downsample_layers, self.stages)):
             x = downsample(x)

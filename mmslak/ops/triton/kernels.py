@@ -15,18 +15,16 @@ alike.
 over its pixels of output gradient times shifted input into its own row of a float32 buffer of
 partial sums; the launcher adds the splits' rows in a fixed order (deterministic, no atomics).
 """
-import os
-
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get('TRITON_INTERPRET') == '1'
+from . import interpreting
 
 
 def _configs(gpu, interpreted):
     """Autotuning configs: several tile shapes on a GPU, one small one in the interpreter (which
     needs seconds per program)."""
-    if INTERPRET:
+    if interpreting():
         return [triton.Config(interpreted, num_warps=1)]
     return [triton.Config(tiles, num_warps=warps) for tiles, warps in gpu]
 
